@@ -178,7 +178,7 @@ struct lcm_host_services {
     int (*http_cancel)(struct lcm_host *h, uint64_t id);
 
     /* Secret by name (e.g. "CML_PASSWORD"): the environment variable LCM_<NAME> first, then
-     * the plugin's config key of that name in lower case (a declared LCM_CFG_SECRET key).
+     * the plugin's config key of that name in lower case (a declared LCM_PCFG_SECRET key).
      * Copies it NUL-terminated into buf; returns its length, LCM_E_NOTFOUND, or LCM_E_INVAL
      * when it does not fit. The host never logs secrets; wipe buf after use. */
     int (*secret)(struct lcm_host *h, const char *name, char *buf, size_t cap);
@@ -205,10 +205,11 @@ struct lcm_host_services {
  * Configuration schema: declared by the plugin, validated and served by the host, shown at
  * GET /api/v1/plugins (secret values never shown).
  * ------------------------------------------------------------------------------------------ */
-enum lcm_config_type { LCM_CFG_STRING = 1, LCM_CFG_INT, LCM_CFG_BOOL, LCM_CFG_SECRET };
-struct lcm_config_key {
+enum lcm_plugin_config_type { LCM_PCFG_STRING = 1, LCM_PCFG_INT, LCM_PCFG_BOOL,
+                              LCM_PCFG_SECRET };
+struct lcm_plugin_config_key {
     const char *name;            /* [a-z0-9_]+ */
-    enum lcm_config_type type;
+    enum lcm_plugin_config_type type;
     const char *default_value;   /* as text ("30", "true"); NULL = no default */
     const char *description;
     int required;                /* host refuses the plugin when unset and no default */
@@ -507,7 +508,7 @@ struct lcm_plugin_descriptor {
     const char *version;         /* the plugin's own version, e.g. "0.1.0" */
     const char *description;
 
-    const struct lcm_config_key *config;   /* declared keys */
+    const struct lcm_plugin_config_key *config;   /* declared keys */
     size_t nconfig;
 
     /* Creates an instance. hs and h stay valid until destroy(). Return 0 and set *self, or
