@@ -1,0 +1,428 @@
+/* Configuration table, parser and validation. Every key lcmd understands is listed once in
+ * lcm_cfg_keys[]; adding a key is one line here (and docs/config.md is regenerated from it). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define S LCM_CFG_STRING
+#define I LCM_CFG_INT
+#define B LCM_CFG_BOOL
+#define E LCM_CFG_ENUM
+#define A LCM_CFG_ADDR
+#define L LCM_CFG_LIST
+
+const struct lcm_cfg_key lcm_cfg_keys[] = {
+    /* core */
+    { "listen", A, "127.0.0.1:8080", 0, 0, NULL, 0, "core", "Address the HTTP API listens on (host:port)." },
+    { "redis_url", S, NULL, 0, 0, NULL, 0, "core", "Redis to use: redis://host:port[/db], unix:///path[?db=N], sentinel://host:port,host:port/master. Unset: lcmd starts its own redis-server on a unix socket in data_dir (AOF on)." },
+    { "data_dir", S, ".lcm-data", 0, 0, NULL, 0, "core", "Directory for the embedded Redis (socket, AOF) and other local state." },
+    { "plugin_dir", S, LCM_DEFAULT_PLUGIN_DIR, 0, 0, NULL, 0, "core", "Directory provider plugins (lcm-*.so) are loaded from; nothing outside it is loaded." },
+    { "policy_dir", S, LCM_DEFAULT_POLICY_DIR, 0, 0, NULL, 0, "core", "Directory with placement.lua, scale_up.lua, scale_down.lua." },
+    { "log_level", E, "info", 0, 0, "debug|info|warn|error", 0, "core", "Minimum level of log lines written to stderr." },
+    { "redis_server", S, "redis-server", 0, 0, NULL, 0, "core", "redis-server binary used for the embedded Redis." },
+    { "redis_appendfsync", E, "everysec", 0, 0, "everysec|always", 0, "core", "AOF fsync policy of the embedded Redis (see docs/redis-layout.md for what each may lose)." },
+    { "redis_connect_timeout_ms", I, "2000", 10, 60000, NULL, 0, "core", "Timeout for connecting to Redis." },
+    { "redis_command_timeout_ms", I, "5000", 10, 600000, NULL, 0, "core", "A Redis command without a reply by then fails (and the connection is re-established)." },
+    { "redis_backoff_max_ms", I, "2000", 10, 60000, NULL, 0, "core", "Upper bound of the jittered reconnect backoff." },
+    /* http server */
+    { "http_max_body_bytes", I, "1048576", 1024, 1073741824, NULL, 0, "http", "Largest request body accepted; larger gets 413 without being read." },
+    { "http_max_header_bytes", I, "16384", 1024, 1048576, NULL, 0, "http", "Largest request header block accepted; larger is refused (431/400)." },
+    { "http_timeout_s", I, "15", 1, 3600, NULL, 0, "http", "Read/write timeout per connection: an idle or half-sent request, or a client that stops reading its response, is cut off after this long." },
+    { "http_max_connections", I, "10000", 16, 1000000, NULL, 0, "http", "File-descriptor budget lcmd asks the OS for (RLIMIT_NOFILE) so idle connections cannot starve it." },
+    { "metrics_open", B, "true", 0, 0, NULL, 0, "http", "Serve /metrics without a token." },
+    /* auth */
+    { "admin_token", S, NULL, 0, 0, NULL, 1, "auth", "An admin bearer token (tests, demos, first set-up). When no token at all is configured, lcmd generates one at start, prints it once and keeps only its hash." },
+    { "token", L, NULL, 0, 0, NULL, 1, "auth", "API token as `<role>:<subject>:<sha256-hex of the token>` (repeatable; env: ';'-separated). Roles: admin, operator, author, learner-service, viewer." },
+    /* outbound http */
+    { "httpc_timeout_ms", I, "10000", 100, 600000, NULL, 0, "httpc", "Default per-attempt timeout of outbound HTTP requests (plugins may ask for less or more)." },
+    { "httpc_connect_timeout_ms", I, "3000", 50, 60000, NULL, 0, "httpc", "Default connect timeout of outbound HTTP requests." },
+    { "httpc_max_retries", I, "3", 0, 20, NULL, 0, "httpc", "Default extra attempts for idempotent outbound requests (transport errors, 429, 5xx)." },
+};
+const size_t lcm_cfg_nkeys = sizeof(lcm_cfg_keys) / sizeof(lcm_cfg_keys[0]);
+
+#undef S
+#undef I
+#undef B
+#undef E
+#undef A
+#undef L
+
+struct value {
+    char *text;            /* NULL = unset */
+    char **items;          /* LCM_CFG_LIST */
+    size_t nitems;
+    const char *origin;
+};
+
+struct lcm_config {
+    struct value v[sizeof(lcm_cfg_keys) / sizeof(lcm_cfg_keys[0])];
+};
+
+static int key_index(const char *name)
+{
+    for (size_t i = 0; i < lcm_cfg_nkeys; i++)
+        if (strcmp(lcm_cfg_keys[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int must_index(const char *name)
+{
+    int i = key_index(name);
+    if (i < 0) {
+        fprintf(stderr, "lcm_config: unknown key '%s' requested (programming error)\n", name);
+        abort();
+    }
+    return i;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const t[] = { "1", "true", "yes", "on" }, *const f[] = { "0", "false", "no", "off" };
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, t[i]) == 0) { *out = 1; return 0; }
+        if (strcasecmp(s, f[i]) == 0) { *out = 0; return 0; }
+    }
+    return -1;
+}
+
+static int validate(const struct lcm_cfg_key *k, const char *val, char *err, size_t errlen)
+{
+    switch (k->type) {
+    case LCM_CFG_STRING:
+    case LCM_CFG_LIST:
+        if (!*val) {
+            snprintf(err, errlen, "%s: empty value", k->name);
+            return -1;
+        }
+        return 0;
+    case LCM_CFG_INT: {
+        char *end;
+        errno = 0;
+        long long n = strtoll(val, &end, 10);
+        if (errno || end == val || *end) {
+            snprintf(err, errlen, "%s: '%s' is not an integer", k->name, val);
+            return -1;
+        }
+        if (n < k->min || n > k->max) {
+            snprintf(err, errlen, "%s: %lld is out of range [%lld, %lld]", k->name, n, k->min, k->max);
+            return -1;
+        }
+        return 0;
+    }
+    case LCM_CFG_BOOL: {
+        int b;
+        if (parse_bool(val, &b) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a boolean (true/false)", k->name, val);
+            return -1;
+        }
+        return 0;
+    }
+    case LCM_CFG_ENUM: {
+        size_t n = strlen(val);
+        for (const char *p = k->choices; p && *p;) {
+            const char *bar = strchr(p, '|');
+            size_t l = bar ? (size_t)(bar - p) : strlen(p);
+            if (l == n && strncmp(p, val, n) == 0)
+                return 0;
+            p = bar ? bar + 1 : NULL;
+        }
+        snprintf(err, errlen, "%s: '%s' is not one of %s", k->name, val, k->choices);
+        return -1;
+    }
+    case LCM_CFG_ADDR: {
+        const char *colon = strrchr(val, ':');
+        char *end;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || colon == val || !colon[1] || *end || port < 0 || port > 65535) {
+            snprintf(err, errlen, "%s: '%s' is not host:port", k->name, val);
+            return -1;
+        }
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static void clear_value(struct value *v)
+{
+    free(v->text);
+    for (size_t i = 0; i < v->nitems; i++)
+        free(v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof(*v));
+}
+
+static int set_value(struct lcm_config *c, int idx, const char *val, const char *origin, int append,
+                     char *err, size_t errlen)
+{
+    const struct lcm_cfg_key *k = &lcm_cfg_keys[idx];
+    struct value *v = &c->v[idx];
+    if (k->type == LCM_CFG_LIST) {
+        if (!append || strcmp(v->origin ? v->origin : "", origin) != 0) {
+            clear_value(v);
+        }
+        /* env form: ';'-separated */
+        char *copy = strdup(val);
+        if (!copy)
+            goto oom;
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+            while (isspace((unsigned char)*tok))
+                tok++;
+            if (!*tok)
+                continue;
+            char **ni = realloc(v->items, (v->nitems + 1) * sizeof(*ni));
+            if (!ni) {
+                free(copy);
+                goto oom;
+            }
+            v->items = ni;
+            if (!(v->items[v->nitems] = strdup(tok))) {
+                free(copy);
+                goto oom;
+            }
+            v->nitems++;
+        }
+        free(copy);
+        v->origin = origin;
+        return 0;
+    }
+    if (validate(k, val, err, errlen) < 0)
+        return -1;
+    char *t = strdup(val);
+    if (!t)
+        goto oom;
+    free(v->text);
+    v->text = t;
+    v->origin = origin;
+    return 0;
+oom:
+    snprintf(err, errlen, "%s: out of memory", k->name);
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = 0;
+    return s;
+}
+
+static int load_file(struct lcm_config *c, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    char line[8192];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errlen, "%s:%d: line too long", file, lineno);
+            rc = -1;
+            break;
+        }
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", file, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        char *key = trim(s), *val = trim(eq + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = 0;
+            val++;
+        }
+        int idx = key_index(key);
+        if (idx < 0) {
+            snprintf(err, errlen, "%s:%d: unknown key '%s'", file, lineno, key);
+            rc = -1;
+            break;
+        }
+        char e2[256];
+        if (set_value(c, idx, val, "file", 1, e2, sizeof(e2)) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", file, lineno, e2);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void env_name(const char *key, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "LCM_");
+    for (const char *p = key; *p && o + 1 < cap; p++)
+        out[o++] = (char)toupper((unsigned char)*p);
+    out[o] = 0;
+}
+
+struct lcm_config *lcm_config_load(const char *file, char *const *envp, char *err, size_t errlen)
+{
+    struct lcm_config *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < lcm_cfg_nkeys; i++) {
+        if (lcm_cfg_keys[i].def && set_value(c, (int)i, lcm_cfg_keys[i].def, "default", 0, err, errlen) < 0)
+            goto fail;
+    }
+    if (file && load_file(c, file, err, errlen) < 0)
+        goto fail;
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, "LCM_", 4) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        for (size_t i = 0; i < lcm_cfg_nkeys; i++) {
+            char name[128];
+            env_name(lcm_cfg_keys[i].name, name, sizeof(name));
+            size_t nl = strlen(name);
+            if ((size_t)(eq - *e) == nl && strncmp(*e, name, nl) == 0) {
+                char e2[256];
+                if (set_value(c, (int)i, eq + 1, "env", 0, e2, sizeof(e2)) < 0) {
+                    snprintf(err, errlen, "environment %s: %s", name, e2);
+                    goto fail;
+                }
+            }
+        }
+    }
+    return c;
+fail:
+    lcm_config_free(c);
+    return NULL;
+}
+
+void lcm_config_free(struct lcm_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < lcm_cfg_nkeys; i++)
+        clear_value(&c->v[i]);
+    free(c);
+}
+
+const char *lcm_config_str(const struct lcm_config *c, const char *name)
+{
+    return c->v[must_index(name)].text;
+}
+
+long long lcm_config_int(const struct lcm_config *c, const char *name)
+{
+    const char *t = c->v[must_index(name)].text;
+    return t ? strtoll(t, NULL, 10) : 0;
+}
+
+int lcm_config_bool(const struct lcm_config *c, const char *name)
+{
+    const char *t = c->v[must_index(name)].text;
+    int b = 0;
+    if (t)
+        parse_bool(t, &b);
+    return b;
+}
+
+size_t lcm_config_list(const struct lcm_config *c, const char *name, const char *const **items)
+{
+    const struct value *v = &c->v[must_index(name)];
+    *items = (const char *const *)v->items;
+    return v->nitems;
+}
+
+const char *lcm_config_origin(const struct lcm_config *c, const char *name)
+{
+    const char *o = c->v[must_index(name)].origin;
+    return o ? o : "default";
+}
+
+int lcm_config_set(struct lcm_config *c, const char *name, const char *value, char *err,
+                   size_t errlen)
+{
+    int i = key_index(name);
+    if (i < 0) {
+        snprintf(err, errlen, "unknown key '%s'", name);
+        return -1;
+    }
+    return set_value(c, i, value, "set", 0, err, errlen);
+}
+
+void lcm_config_dump(const struct lcm_config *c, FILE *out)
+{
+    for (size_t i = 0; i < lcm_cfg_nkeys; i++) {
+        const struct lcm_cfg_key *k = &lcm_cfg_keys[i];
+        const struct value *v = &c->v[i];
+        if (k->type == LCM_CFG_LIST) {
+            for (size_t j = 0; j < v->nitems; j++)
+                fprintf(out, "%s = %s\n", k->name, k->secret ? "<hidden>" : v->items[j]);
+            if (!v->nitems)
+                fprintf(out, "# %s (unset)\n", k->name);
+        } else if (!v->text) {
+            fprintf(out, "# %s (unset)\n", k->name);
+        } else {
+            fprintf(out, "%s = %s   # %s\n", k->name, k->secret ? "<hidden>" : v->text,
+                    v->origin ? v->origin : "default");
+        }
+    }
+}
+
+void lcm_config_write_docs(FILE *out)
+{
+    static const char *const tn[] = { "string", "integer", "boolean", "enum", "host:port", "list" };
+    fprintf(out, "# lcmd configuration reference\n\n"
+                 "Generated by `lcmd --config-docs` from the key table in `host/core/config.c`; a test\n"
+                 "fails when this file and the table differ.\n\n"
+                 "Each key may be set in the config file (`key = value`, `#` comments, `--config FILE`)\n"
+                 "and overridden by the environment variable `LCM_<KEY>` (upper case). Secrets are\n"
+                 "never printed by `lcmd --check-config`.\n");
+    const char *section = NULL;
+    char env[128];
+    for (size_t i = 0; i < lcm_cfg_nkeys; i++) {
+        const struct lcm_cfg_key *k = &lcm_cfg_keys[i];
+        if (!section || strcmp(section, k->section) != 0) {
+            section = k->section;
+            fprintf(out, "\n## %s\n\n| key | env | type | default | description |\n|---|---|---|---|---|\n", section);
+        }
+        env_name(k->name, env, sizeof(env));
+        char type[160];
+        if (k->type == LCM_CFG_INT)
+            snprintf(type, sizeof(type), "integer %lld..%lld", k->min, k->max);
+        else if (k->type == LCM_CFG_ENUM) {
+            size_t o = 0;
+            for (const char *p = k->choices; *p && o + 4 < sizeof(type); p++) {
+                if (*p == '|') {
+                    memcpy(type + o, ", ", 2);
+                    o += 2;
+                } else {
+                    type[o++] = *p;
+                }
+            }
+            type[o] = 0;
+        }
+        else
+            snprintf(type, sizeof(type), "%s", tn[k->type]);
+        const char *def = k->def ? k->def : "(unset)";
+        if (k->def && strcmp(k->name, "plugin_dir") == 0)
+            def = "build/plugins";
+        else if (k->def && strcmp(k->name, "policy_dir") == 0)
+            def = "policies/";
+        fprintf(out, "| `%s` | `%s` | %s | `%s` | %s |\n", k->name, env, type, def, k->desc);
+    }
+}
