@@ -1,0 +1,97 @@
+/* Internals shared by the store's files (store.c: connection and writes, readmodel.c: the
+ * in-memory aggregates and the feed follower, rebuild.c). Not for use outside host/store. */
+#ifndef LCM_STORE_INT_H
+#define LCM_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct event;
+
+/* One aggregate in the read model (chained hash map per kind). */
+struct lcm_store_agg {
+    char *id;
+    void *state;               /* owned, kind->destroy */
+    uint64_t version;          /* kind->version(state), cached */
+    uint64_t notified;         /* last version reported to subscribers from the feed */
+    int reloading;             /* an HGETALL resync is in flight */
+    struct lcm_store_agg *next;
+};
+
+struct lcm_store_kmap {
+    const struct lcm_kind *kind;
+    struct lcm_store_agg **buckets;
+    size_t nbuckets, count;
+};
+
+struct lcm_store_sub {
+    int handle;
+    lcm_store_change_fn fn;
+    void *ud;
+};
+
+struct lcm_store_load;
+struct lcm_store_rebuild;
+
+struct lcm_store {
+    struct event_base *base;
+    struct lcm_redis *r;          /* borrowed: commands */
+    struct lcm_redis *follow;     /* owned: XREAD BLOCK on lcm:feed */
+    struct lcm_metrics *metrics;  /* borrowed, may be NULL */
+    long feed_maxlen;             /* < 0: uncapped */
+    char feed_maxlen_s[24];
+    char *follow_url;
+    int no_follow;
+    int closing;
+
+    struct lcm_store_kmap *maps;
+    size_t n_maps;
+
+    struct lcm_store_sub *subs;
+    size_t n_subs, cap_subs;
+    int next_handle;
+
+    char feed_pos[48];
+    int loaded;
+    int follow_started;
+    int follow_inflight;
+    struct event *follow_retry;
+    struct lcm_store_load *load;       /* in-flight initial load, or NULL */
+    lcm_store_ready_fn ready;
+    void *ready_ud;
+    struct lcm_store_rebuild *rebuild; /* in-flight rebuild, or NULL */
+    size_t pending_reloads;
+};
+
+/* Read-model map helpers (readmodel.c). */
+struct lcm_store_kmap *lcm_store_kmap_find(const struct lcm_store *s, const char *kind);
+struct lcm_store_agg *lcm_store_agg_find(const struct lcm_store_kmap *m, const char *id);
+/* Inserts or replaces (state ownership moves to the map). Returns the entry or NULL. */
+struct lcm_store_agg *lcm_store_agg_put(struct lcm_store_kmap *m, const char *id, void *state);
+void lcm_store_maps_free(struct lcm_store *s);
+void lcm_store_follow_stop(struct lcm_store *s);
+void lcm_store_rebuild_abort(struct lcm_store *s);
+
+/* Copies a state through fields()/from_fields() (the kinds have no clone). NULL on failure. */
+void *lcm_store_clone_state(const struct lcm_kind *k, const char *id, const void *state,
+                            char *err, size_t errlen);
+
+/* Collected hash fields of a state ("version" not included), owned strings. */
+struct lcm_store_fieldv {
+    char **names, **values;
+    size_t n, cap;
+    int oom;
+};
+void lcm_store_fieldv_collect(const struct lcm_kind *k, const void *state,
+                              struct lcm_store_fieldv *out);
+void lcm_store_fieldv_free(struct lcm_store_fieldv *v);
+
+/* RFC 3339 UTC with milliseconds, for events without `at`. */
+void lcm_store_now(char *buf, size_t cap);
+
+#define LCM_STORE_FEED "lcm:feed"
+#define LCM_STORE_LEADER "lcm:leader"
+
+#endif
