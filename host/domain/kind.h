@@ -24,6 +24,9 @@ struct lcm_index_entry {
     const char *key;
     int sorted;                /* 0 = set (SADD/SREM), 1 = sorted set (ZADD/ZREM) */
     double score;
+    int unique;                /* 1: the key may hold at most this one member; the store
+                                * refuses (conflict) a write that would add a second one
+                                * (e.g. lcm:idx:session:reservation:<reservation_id>) */
 };
 typedef void (*lcm_index_emit_fn)(const struct lcm_index_entry *e, void *ud);
 /* One field of the aggregate's hash lcm:{<kind>:<id>} (value NUL-terminated; JSON when

@@ -1,0 +1,311 @@
+/* Tolerant JSON reading and deterministic JSON writing for the domain's aggregates. The
+ * hash-field mapping lives here once so that every kind gets fields()/from_fields() that
+ * round-trip byte for byte. */
+#include "jsonx.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "rfc3339.h"
+
+char *lcm_dup(const char *s)
+{
+    return (s && *s) ? strdup(s) : NULL;
+}
+
+int lcm_set_str(char **dst, const char *s)
+{
+    char *c = NULL;
+    if (s && *s && !(c = strdup(s)))
+        return -1;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static const cJSON *member(const cJSON *o, const char *k)
+{
+    if (!o || !cJSON_IsObject(o))
+        return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+int lcm_jx_str(const cJSON *o, const char *k, const char **v)
+{
+    const cJSON *m = member(o, k);
+    *v = NULL;
+    if (!m)
+        return 0;
+    if (!cJSON_IsString(m))
+        return -1;
+    *v = m->valuestring;
+    return **v ? 1 : 0;
+}
+
+static int parse_i64(const char *s, int64_t *v)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    long long x = strtoll(s, &end, 10);
+    if (*end != '\0' || end == s)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+int lcm_jx_i64(const cJSON *o, const char *k, int64_t *v)
+{
+    const cJSON *m = member(o, k);
+    if (!m)
+        return 0;
+    if (cJSON_IsNumber(m)) {
+        double d = m->valuedouble;
+        if (!isfinite(d) || d != floor(d) || d > 9.0e15 || d < -9.0e15)
+            return -1;
+        *v = (int64_t)d;
+        return 1;
+    }
+    if (cJSON_IsString(m) && parse_i64(m->valuestring, v) == 0)
+        return 1;
+    return -1;
+}
+
+int lcm_jx_num(const cJSON *o, const char *k, double *v)
+{
+    const cJSON *m = member(o, k);
+    if (!m)
+        return 0;
+    if (cJSON_IsNumber(m) && isfinite(m->valuedouble)) {
+        *v = m->valuedouble;
+        return 1;
+    }
+    if (cJSON_IsString(m)) {
+        char *end;
+        double d = strtod(m->valuestring, &end);
+        if (end != m->valuestring && *end == '\0' && isfinite(d)) {
+            *v = d;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+int lcm_jx_bool(const cJSON *o, const char *k, int *v)
+{
+    const cJSON *m = member(o, k);
+    if (!m)
+        return 0;
+    if (cJSON_IsBool(m)) {
+        *v = cJSON_IsTrue(m) ? 1 : 0;
+        return 1;
+    }
+    if (cJSON_IsString(m)) {
+        if (!strcmp(m->valuestring, "true")) {
+            *v = 1;
+            return 1;
+        }
+        if (!strcmp(m->valuestring, "false")) {
+            *v = 0;
+            return 1;
+        }
+    }
+    return -1;
+}
+
+int lcm_jx_time(const cJSON *o, const char *k, int64_t *v)
+{
+    const cJSON *m = member(o, k);
+    *v = 0;
+    if (!m)
+        return 0;
+    if (!cJSON_IsString(m) || lcm_rfc3339_parse(m->valuestring, v))
+        return -1;
+    return 1;
+}
+
+int lcm_jx_nested(const cJSON *o, const char *k, const cJSON **v, cJSON **tmp)
+{
+    const cJSON *m = member(o, k);
+    *v = NULL;
+    *tmp = NULL;
+    if (!m)
+        return 0;
+    if (cJSON_IsObject(m) || cJSON_IsArray(m)) {
+        *v = m;
+        return 1;
+    }
+    if (cJSON_IsString(m)) {
+        cJSON *p = cJSON_Parse(m->valuestring);
+        if (p && (cJSON_IsObject(p) || cJSON_IsArray(p))) {
+            *tmp = p;
+            *v = p;
+            return 1;
+        }
+        cJSON_Delete(p);
+    }
+    return -1;
+}
+
+int lcm_jx_put_str(cJSON *o, const char *k, const char *v)
+{
+    cJSON *it = (v && *v) ? cJSON_CreateString(v) : cJSON_CreateNull();
+    return (it && cJSON_AddItemToObject(o, k, it)) ? 0 : (cJSON_Delete(it), -1);
+}
+
+int lcm_jx_put_time(cJSON *o, const char *k, int64_t t)
+{
+    char buf[LCM_TIME_BUFSZ];
+    if (t == 0 || lcm_rfc3339_format(t, buf, sizeof buf))
+        return lcm_jx_put_str(o, k, NULL);
+    return lcm_jx_put_str(o, k, buf);
+}
+
+int lcm_jx_put_i64(cJSON *o, const char *k, int64_t v)
+{
+    return cJSON_AddNumberToObject(o, k, (double)v) ? 0 : -1;
+}
+
+int lcm_jx_put_bool(cJSON *o, const char *k, int v)
+{
+    return cJSON_AddBoolToObject(o, k, v ? 1 : 0) ? 0 : -1;
+}
+
+int lcm_text_ok(const char *s, size_t maxlen, int allow_space)
+{
+    if (!s || !*s)
+        return 0;
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+        if (*p == ' ' && !allow_space)
+            return 0;
+    }
+    return n <= maxlen;
+}
+
+void lcm_strv_free(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int lcm_strv_from_json(const cJSON *arr, size_t maxn, size_t maxlen, char ***out,
+                       uint16_t *n, int *bad_index)
+{
+    *out = NULL;
+    *n = 0;
+    *bad_index = -1;
+    if (!cJSON_IsArray(arr))
+        return -1;
+    int cnt = cJSON_GetArraySize(arr);
+    if (cnt < 0 || (size_t)cnt > maxn)
+        return -1;
+    if (cnt == 0)
+        return 0;
+    char **v = calloc((size_t)cnt, sizeof *v);
+    if (!v)
+        return -1;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (!cJSON_IsString(it) || !lcm_text_ok(it->valuestring, maxlen, 1) ||
+            !(v[i] = strdup(it->valuestring))) {
+            *bad_index = i;
+            lcm_strv_free(v, (size_t)cnt);
+            return -1;
+        }
+        i++;
+    }
+    *out = v;
+    *n = (uint16_t)cnt;
+    return 0;
+}
+
+cJSON *lcm_strv_to_json(char *const *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON *s = cJSON_CreateString(v[i]);
+        if (!s || !cJSON_AddItemToArray(a, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static const char *renamed(const char *const *rename, const char *key, int to_field)
+{
+    for (size_t i = 0; rename && rename[i]; i += 2)
+        if (!strcmp(rename[i + (to_field ? 0 : 1)], key))
+            return rename[i + (to_field ? 1 : 0)];
+    return key;
+}
+
+void lcm_jx_emit_fields(const cJSON *obj, const char *const *rename, lcm_field_emit_fn emit,
+                        void *ud)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (cJSON_IsNull(it) || !it->string)
+            continue;
+        const char *field = renamed(rename, it->string, 1);
+        if (cJSON_IsString(it)) {
+            emit(field, it->valuestring, ud);
+            continue;
+        }
+        char *s = cJSON_PrintUnformatted(it);
+        if (s) {
+            emit(field, s, ud);
+            cJSON_free(s);
+        }
+    }
+}
+
+cJSON *lcm_jx_from_fields(const char *const *fields, const char *const *values, size_t n,
+                          const char *const *rename, uint64_t *version)
+{
+    cJSON *o = cJSON_CreateObject();
+    *version = 0;
+    for (size_t i = 0; o && i < n; i++) {
+        if (!fields[i] || !values[i])
+            continue;
+        if (!strcmp(fields[i], "version")) {
+            int64_t v;
+            if (parse_i64(values[i], &v) == 0 && v >= 0)
+                *version = (uint64_t)v;
+            continue;
+        }
+        const char *key = renamed(rename, fields[i], 0);
+        cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+        cJSON *s = cJSON_CreateString(values[i]);
+        if (!s || !cJSON_AddItemToObject(o, key, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+void lcm_errf(char *buf, size_t len, const char *fmt, ...)
+{
+    if (!buf || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}

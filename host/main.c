@@ -1,0 +1,327 @@
+/* lcmd: the LCM host. Wires the loop-level services (config, logging, metrics, Redis,
+ * HTTP server and client) together with the parts that plug into them, runs one libevent
+ * loop, and shuts down cleanly on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "core/auth.h"
+#include "core/config.h"
+#include "core/embedded.h"
+#include "core/httpc.h"
+#include "core/httpd.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/redis.h"
+
+extern char **environ;
+
+struct lcmd {
+    struct lcm_config *cfg;
+    struct event_base *base;
+    struct lcm_metrics *metrics;
+    struct lcm_auth *auth;
+    struct lcm_redis *redis;
+    struct lcm_httpd *httpd;
+    struct lcm_httpc *httpc;
+    struct lcm_embedded_redis embedded;
+    struct event *sig_term, *sig_int, *sig_hup;
+    time_t started;
+    int stopping;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: lcmd [--config FILE] [--check-config] [--version] [--rebuild] [--config-docs]\n"
+            "  --config FILE    read configuration from FILE (key = value); LCM_* env overrides it\n"
+            "  --check-config   validate the configuration, print the effective values, exit\n"
+            "  --version        print the version and the plugin SPI version, exit\n"
+            "  --rebuild        rebuild every aggregate hash and index from the event streams, exit\n"
+            "  --config-docs    print the Markdown reference of every configuration key, exit\n");
+}
+
+/* ---- operational endpoints ---- */
+
+static void h_healthz(struct lcm_req *r, void *ud)
+{
+    (void)ud;
+    static const char body[] = "{\"status\":\"ok\"}";
+    lcm_reply(r, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static void h_readyz(struct lcm_req *r, void *ud)
+{
+    struct lcmd *d = ud;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *checks = cJSON_AddObjectToObject(o, "checks");
+    int redis_ok = lcm_redis_connected(d->redis);
+    cJSON_AddStringToObject(checks, "redis", redis_ok ? "ok" : "unreachable");
+    int ready = redis_ok && !d->stopping;
+    cJSON_AddStringToObject(o, "status", ready ? "ready" : "not-ready");
+    if (!ready)
+        lcm_reply_header(r, "Retry-After", "1");
+    lcm_reply_json(r, ready ? 200 : 503, o);
+}
+
+static void h_metrics(struct lcm_req *r, void *ud)
+{
+    struct lcmd *d = ud;
+    lcm_metrics_set(d->metrics, "lcm_uptime_seconds", NULL, (double)(time(NULL) - d->started));
+    lcm_metrics_set(d->metrics, "lcm_httpc_inflight", NULL, (double)lcm_httpc_inflight(d->httpc));
+    size_t len = 0;
+    char *text = lcm_metrics_render(d->metrics, &len);
+    if (!text) {
+        lcm_reply_problem(r, 500, "internal", NULL, "could not render metrics", NULL);
+        return;
+    }
+    lcm_reply(r, 200, "text/plain; version=0.0.4", text, len);
+    free(text);
+}
+
+static int auth_hook(struct lcm_req *r, const char *perm, void *ud)
+{
+    struct lcmd *d = ud;
+    const char *h = lcm_req_header(r, "Authorization");
+    const char *subject, *role;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || lcm_auth_check(d->auth, h + 7, &subject, &role) < 0) {
+        lcm_reply_header(r, "WWW-Authenticate", "Bearer realm=\"lcm\"");
+        lcm_reply_problem(r, 401, "unauthenticated", "Unauthorized",
+                          h ? "the bearer token is not valid" : "a bearer token is required", NULL);
+        return -1;
+    }
+    lcm_req_set_auth(r, subject, role);
+    if (!lcm_auth_role_allows(role, perm)) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "role '%s' does not have the '%s' permission", role, perm);
+        lcm_reply_problem(r, 403, "forbidden", "Forbidden", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void drained(void *ud)
+{
+    struct lcmd *d = ud;
+    event_base_loopexit(d->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *ud)
+{
+    struct lcmd *d = ud;
+    (void)what;
+    if (sig == SIGHUP) {
+        lcm_info("lcmd", "msg=\"SIGHUP: reloading policies\"");
+        return;
+    }
+    if (d->stopping) {
+        lcm_warn("lcmd", "msg=\"second signal: exiting now\"");
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = 1;
+    lcm_info("lcmd", "msg=\"shutting down\" signal=%d inflight=%zu", (int)sig, lcm_httpd_inflight(d->httpd));
+    lcm_httpd_shutdown(d->httpd, 5000, drained, d);
+}
+
+static void raise_fd_limit(long long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t target = (rlim_t)want;
+    if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max)
+        target = rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rl.rlim_cur = target;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            lcm_warn("lcmd", "msg=\"cannot raise the file descriptor limit\" want=%lld", want);
+    }
+}
+
+static void teardown(struct lcmd *d)
+{
+    lcm_httpd_free(d->httpd);
+    lcm_httpc_free(d->httpc);
+    lcm_redis_free(d->redis);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    lcm_embedded_redis_stop(&d->embedded);
+    lcm_auth_free(d->auth);
+    lcm_metrics_free(d->metrics);
+    if (d->base)
+        event_base_free(d->base);
+    lcm_config_free(d->cfg);
+    libevent_global_shutdown();
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "check-config", no_argument, NULL, 'k' },
+        { "version", no_argument, NULL, 'v' },
+        { "rebuild", no_argument, NULL, 'r' },
+        { "config-docs", no_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_file = NULL;
+    int check = 0, rebuild = 0, opt;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_file = optarg; break;
+        case 'k': check = 1; break;
+        case 'r': rebuild = 1; break;
+        case 'v':
+            printf("lcmd %s\n", LCM_VERSION);
+            return 0;
+        case 'd':
+            lcm_config_write_docs(stdout);
+            return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "lcmd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    struct lcmd d;
+    memset(&d, 0, sizeof(d));
+    char err[512];
+    d.cfg = lcm_config_load(config_file, environ, err, sizeof(err));
+    if (!d.cfg) {
+        fprintf(stderr, "lcmd: invalid configuration: %s\n", err);
+        return 2;
+    }
+    enum lcm_log_level lvl = LCM_LOG_INFO;
+    lcm_log_parse_level(lcm_config_str(d.cfg, "log_level"), &lvl);
+    lcm_log_set_level(lvl);
+    char *generated = NULL;
+    d.auth = lcm_auth_new(d.cfg, &generated, err, sizeof(err));
+    if (!d.auth) {
+        fprintf(stderr, "lcmd: invalid configuration: %s\n", err);
+        lcm_config_free(d.cfg);
+        return 2;
+    }
+    if (check) {
+        struct lcm_redis_addr addr;
+        const char *url = lcm_config_str(d.cfg, "redis_url");
+        int rc = 0;
+        if (url && lcm_redis_parse_url(url, &addr, err, sizeof(err)) < 0) {
+            fprintf(stderr, "lcmd: invalid configuration: redis_url: %s\n", err);
+            rc = 2;
+        } else {
+            lcm_config_dump(d.cfg, stdout);
+            printf("# configuration ok\n");
+        }
+        free(generated);
+        lcm_auth_free(d.auth);
+        lcm_config_free(d.cfg);
+        return rc;
+    }
+    (void)rebuild;
+
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    raise_fd_limit(lcm_config_int(d.cfg, "http_max_connections") + 256);
+    d.started = time(NULL);
+
+    const char *redis_url = lcm_config_str(d.cfg, "redis_url");
+    if (!redis_url) {
+        if (lcm_embedded_redis_start(lcm_config_str(d.cfg, "redis_server"), lcm_config_str(d.cfg, "data_dir"),
+                                     lcm_config_str(d.cfg, "redis_appendfsync"), &d.embedded, err,
+                                     sizeof(err)) < 0) {
+            fprintf(stderr, "lcmd: embedded redis: %s\n", err);
+            free(generated);
+            teardown(&d);
+            return 1;
+        }
+        redis_url = d.embedded.url;
+    }
+
+    d.base = event_base_new();
+    d.metrics = lcm_metrics_new();
+    if (!d.base || !d.metrics) {
+        fprintf(stderr, "lcmd: out of memory\n");
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
+    lcm_metrics_declare(d.metrics, "lcm_uptime_seconds", LCM_METRIC_GAUGE, "Seconds since lcmd started");
+    lcm_metrics_declare(d.metrics, "lcm_build_info", LCM_METRIC_GAUGE, "Build information");
+    lcm_metrics_set(d.metrics, "lcm_build_info", "version=\"" LCM_VERSION "\"", 1);
+
+    struct lcm_redis_opts ro = {
+        .url = redis_url,
+        .connect_timeout_ms = (long)lcm_config_int(d.cfg, "redis_connect_timeout_ms"),
+        .command_timeout_ms = (long)lcm_config_int(d.cfg, "redis_command_timeout_ms"),
+        .backoff_max_ms = (long)lcm_config_int(d.cfg, "redis_backoff_max_ms"),
+    };
+    d.redis = lcm_redis_new(d.base, d.metrics, &ro);
+    d.httpc = lcm_httpc_new(d.base, d.metrics);
+    struct lcm_httpd_opts ho = {
+        .listen = lcm_config_str(d.cfg, "listen"),
+        .max_body = (size_t)lcm_config_int(d.cfg, "http_max_body_bytes"),
+        .max_headers = (size_t)lcm_config_int(d.cfg, "http_max_header_bytes"),
+        .timeout_s = (int)lcm_config_int(d.cfg, "http_timeout_s"),
+    };
+    d.httpd = lcm_httpd_new(d.base, d.metrics, &ho, err, sizeof(err));
+    if (!d.redis || !d.httpc || !d.httpd) {
+        fprintf(stderr, "lcmd: %s\n", d.httpd ? "cannot set up Redis or the HTTP client" : err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
+    lcm_httpd_set_auth(d.httpd, auth_hook, &d);
+    lcm_httpd_route(d.httpd, "GET", "/healthz", LCM_ROUTE_OPEN, NULL, h_healthz, &d);
+    lcm_httpd_route(d.httpd, "GET", "/readyz", LCM_ROUTE_OPEN, NULL, h_readyz, &d);
+    lcm_httpd_route(d.httpd, "GET", "/metrics", lcm_config_bool(d.cfg, "metrics_open") ? LCM_ROUTE_OPEN : 0,
+                    LCM_PERM_READ, h_metrics, &d);
+
+    d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
+    d.sig_int = evsignal_new(d.base, SIGINT, on_signal, &d);
+    d.sig_hup = evsignal_new(d.base, SIGHUP, on_signal, &d);
+    event_add(d.sig_term, NULL);
+    event_add(d.sig_int, NULL);
+    event_add(d.sig_hup, NULL);
+
+    char listen_host[256];
+    snprintf(listen_host, sizeof(listen_host), "%s", lcm_config_str(d.cfg, "listen"));
+    char *colon = strrchr(listen_host, ':');
+    if (colon)
+        *colon = 0;
+    lcm_info("lcmd", "msg=\"listening\" url=http://%s:%d redis=%s version=%s", listen_host,
+             lcm_httpd_port(d.httpd), redis_url, LCM_VERSION);
+    /* The one line scripts wait for (port may have been chosen by the OS). */
+    printf("lcmd listening on http://%s:%d\n", listen_host, lcm_httpd_port(d.httpd));
+    if (generated) {
+        printf("admin token (shown once, only its hash is kept): %s\n", generated);
+        memset(generated, 0, strlen(generated));
+        free(generated);
+    }
+    fflush(stdout);
+
+    event_base_dispatch(d.base);
+    lcm_info("lcmd", "msg=\"stopped\"");
+    teardown(&d);
+    return 0;
+}
