@@ -675,19 +675,12 @@ static void learner_action(struct lds *l, struct lds_session *s, const char *act
                            struct evhttp_request *req)
 {
     const char *state, *suffix, *by = NULL;
-    if (s->finalized) {
-        lds_error(req, 409, "the LDS session is finalized");
-        return;
-    }
     if (strcmp(action, "login") == 0) {
         state = "running";
         suffix = "lds.session.running.v1";
-        s->logins++;
-        s->timer_paused = 0;
     } else if (strcmp(action, "pause") == 0 || strcmp(action, "paused") == 0) {
         state = "paused";
         suffix = "lds.session.paused.v1";
-        s->timer_paused = 1;
     } else if (strcmp(action, "finish") == 0 || strcmp(action, "user-finished") == 0) {
         state = "user_finished";
         suffix = "lds.session.user-finished.v1";
@@ -700,6 +693,13 @@ static void learner_action(struct lds *l, struct lds_session *s, const char *act
         lds_error(req, 404, "actions: login, pause, finish, end");
         return;
     }
+    if (s->finalized) {
+        lds_error(req, 409, "the LDS session is finalized");
+        return;
+    }
+    if (strcmp(state, "running") == 0)
+        s->logins++;
+    s->timer_paused = strcmp(state, "paused") == 0;
     session_set_state(s, state);
     char id[37];
     if (emit_state(l, s, state, suffix, by, id) < 0) {

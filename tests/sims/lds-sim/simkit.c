@@ -325,6 +325,7 @@ struct simkit {
     struct event_base *base;
     struct evdns_base *dns;
     struct evhttp *http;
+    struct evhttp_bound_socket *bound;
     struct event *sigint, *sigterm;
     char self_url[128];
     char type_buf[256];
@@ -346,6 +347,7 @@ struct simkit {
     /* stats */
     uint64_t n_requests, n_faulted, n_emitted, n_delivered, n_failed, n_attempts, n_skipped;
     int stopping;
+    int flushing; /* held requests answered at shutdown whose replies are still being written */
 };
 
 struct event_base *simkit_base(struct simkit *kit)
@@ -1205,6 +1207,10 @@ static void gencb(struct evhttp_request *req, void *arg)
     evhttp_request_set_on_complete_cb(req, request_done_cb, kit);
     if (!path)
         path = "/";
+    if (kit->stopping) {
+        kit->o.error_reply(req, 503, "simulator shutting down");
+        return;
+    }
     /* admin routes are never faulted, so a test can always clear what it injected */
     if (strncmp(path, "/_sim/", 6) != 0 && kit->faults) {
         struct fault *f = fault_match(kit, req, path);
@@ -1306,6 +1312,7 @@ int simkit_new(struct simkit **out, const struct simkit_opts *o, char *err, size
     evhttp_set_gencb(kit->http, gencb, kit);
     struct evhttp_bound_socket *bs =
         evhttp_bind_socket_with_handle(kit->http, host, (unsigned short)port);
+    kit->bound = bs;
     if (!bs) {
         snprintf(err, errlen, "cannot listen on %s: %s", o->listen, strerror(errno));
         goto fail;
@@ -1354,6 +1361,13 @@ int simkit_run(struct simkit *kit)
     return event_base_dispatch(kit->base) < 0 ? -1 : 0;
 }
 
+static void flush_done_cb(struct evhttp_request *req, void *arg)
+{
+    struct simkit *kit = arg;
+    if (--kit->flushing == 0)
+        event_base_loopbreak(kit->base);
+}
+
 void simkit_free(struct simkit *kit)
 {
     if (!kit)
@@ -1361,17 +1375,31 @@ void simkit_free(struct simkit *kit)
     kit->stopping = 1;
     if (kit->o.shutdown)
         kit->o.shutdown(kit, kit->o.ud);
-    /* held requests get an answer (which also frees detached ones) before the server goes */
-    while (kit->deferred) {
-        struct deferred *d = kit->deferred;
-        struct evhttp_request *req = d->req;
-        deferred_unlink(d);
-        kit->o.error_reply(req, 503, "simulator shutting down");
-    }
     while (kit->posts_head) {
         struct post *p = kit->posts_head;
         kit->posts_head = p->next;
         post_free(p);
+    }
+    /* held requests get an answer (which also frees detached ones) and the loop runs until those
+     * answers are written, at most a second; nothing new is accepted meanwhile */
+    if (kit->http && kit->bound) {
+        evhttp_del_accept_socket(kit->http, kit->bound);
+        kit->bound = NULL;
+    }
+    while (kit->deferred) {
+        struct deferred *d = kit->deferred;
+        struct evhttp_request *req = d->req;
+        deferred_unlink(d);
+        if (evhttp_request_get_connection(req)) {
+            kit->flushing++;
+            evhttp_request_set_on_complete_cb(req, flush_done_cb, kit);
+        }
+        kit->o.error_reply(req, 503, "simulator shutting down");
+    }
+    if (kit->flushing > 0) {
+        struct timeval tv = {1, 0};
+        event_base_loopexit(kit->base, &tv);
+        event_base_dispatch(kit->base);
     }
     while (kit->faults) {
         struct fault *f = kit->faults;
