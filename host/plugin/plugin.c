@@ -533,6 +533,7 @@ struct lcm_plugins *lcm_plugins_load(const char *dir, const struct lcm_plugin_ho
     }
     if (!dh) {
         lcm_warn(COMP, "msg=\"no plugins loaded\" reason=\"%s\"", msg);
+        r->ctx.config = NULL;
         r->dir_error = strdup(msg);
         return r;
     }
@@ -562,6 +563,7 @@ struct lcm_plugins *lcm_plugins_load(const char *dir, const struct lcm_plugin_ho
         free(names[i]);
     }
     free(names);
+    r->ctx.config = NULL;   /* only needed while loading; values were copied */
     lcm_info(COMP, "msg=\"plugins loaded\" dir=%s loaded=%zu refused=%zu", dir,
              lcm_plugins_count(r), lcm_plugins_refused_count(r));
     return r;
@@ -660,6 +662,16 @@ int lcm_plugins_cancel(struct lcm_plugins *r, uint64_t op_id)
     if (!o->pl->desc->cancel)
         return LCM_E_NOTIMPL;
     o->pl->desc->cancel(o->pl->self, op_id);
+    return 0;
+}
+
+int lcm_plugins_op_offset(enum lcm_plugin_kind kind, const char *op, size_t *offset)
+{
+    const struct lcm_op_meta *m = lcm_optable_op_by_name(lcm_optable_kind(kind), op);
+    if (!m)
+        return LCM_E_NOTFOUND;
+    if (offset)
+        *offset = m->offset;
     return 0;
 }
 

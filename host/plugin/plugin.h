@@ -16,13 +16,14 @@ struct lcm_metrics;
 struct lcm_plugins;
 struct lcm_plugin;
 
-/* What the host gives the registry; everything borrowed and must outlive the registry. */
+/* What the host gives the registry; borrowed, and (except config) must outlive it. */
 struct lcm_plugin_host_ctx {
     struct event_base *base;        /* required: timers and deferred completions */
     struct lcm_httpc *httpc;        /* outbound HTTP; NULL = http_request answers LCM_E_UNAVAIL */
     struct lcm_metrics *metrics;    /* NULL = no metrics */
     /* Plugin configuration: {"<plugin name>": {"<key>": value, …}, …}; NULL = none. An
-     * environment variable LCM_PLUGIN_<NAME>_<KEY> (upper case, '-' → '_') overrides. */
+     * environment variable LCM_PLUGIN_<NAME>_<KEY> (upper case, '-' → '_') overrides. Read
+     * only during lcm_plugins_load(). */
     const struct cJSON *config;
 };
 
@@ -80,6 +81,9 @@ int lcm_plugins_call(struct lcm_plugins *r, enum lcm_plugin_kind kind, size_t op
     LCM_PLUGINS_CALL(r, LCM_KIND_DELIVERY, lcm_delivery_ops, op, call, args, done, ud, err, id)
 #define lcm_grading_call(r, op, call, args, done, ud, err, id)                               \
     LCM_PLUGINS_CALL(r, LCM_KIND_GRADING, lcm_grading_ops, op, call, args, done, ud, err, id)
+
+/* offsetof the op named op in the ops table of kind (e.g. "launch"); 0, or LCM_E_NOTFOUND. */
+int lcm_plugins_op_offset(enum lcm_plugin_kind kind, const char *op, size_t *offset);
 
 /* Asks the plugin to cancel an op in flight (its done then runs with LCM_E_CANCELLED, or with
  * its real outcome). Returns 0, LCM_E_NOTFOUND (not in flight) or LCM_E_NOTIMPL. */

@@ -517,7 +517,9 @@ struct lcm_plugin_descriptor {
                   struct lcm_error *err);
     /* Optional: the host is shutting down. Finish every op in flight now by calling its done
      * with LCM_E_CANCELLED (allowed from inside stop). Ops still open afterwards are completed
-     * by the host with LCM_E_SHUTDOWN and their later done calls are ignored. */
+     * by the host with LCM_E_SHUTDOWN. Right after stop returns, the host drops the plugin's
+     * pending timers and HTTP requests: their callbacks never run, so state freed in stop is
+     * never touched again. destroy() follows. */
     void (*stop)(void *self);
     /* Frees the instance. No HTTP callback or timer of the plugin runs afterwards. */
     void (*destroy)(void *self);
