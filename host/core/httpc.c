@@ -530,8 +530,9 @@ int lcm_httpc_request(struct lcm_httpc *c, const struct lcm_httpc_req *req,
         else
             q->headers = n;
     }
-    /* Our own defaults: no "Expect: 100-continue" round trip on POST bodies. */
-    if (!oom) {
+    /* Our own defaults: no "Expect: 100-continue" round trip on POST bodies. Not for SigV4:
+     * curl would sign the suppressed header, and the server could not verify it. */
+    if (!oom && req->auth != LCM_HTTPC_AUTH_SIGV4) {
         struct curl_slist *n = curl_slist_append(q->headers, "Expect:");
         if (n)
             q->headers = n;

@@ -42,6 +42,7 @@ struct lcm_redis {
     struct event *retry_ev;     /* reconnect timer */
     struct event *watch_ev;     /* periodic: connect and command timeouts */
     struct timespec connect_started;
+    struct timespec last_ping;
     struct pending head;        /* sentinel of the in-flight list */
     struct hook *hooks;
     size_t nhooks;
@@ -249,6 +250,12 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
         lcm_warn("redis", "msg=\"command timed out; reconnecting\" url=%s timeout_ms=%ld", r->url,
                  r->command_timeout_ms);
         stuck = 1;
+    }
+    /* Heartbeat: a server that stopped answering (SIGSTOP, network partition) is only noticed
+     * through a command that gets no reply, so keep one going when the link is quiet. */
+    if (!stuck && r->connected && r->head.next == &r->head && elapsed_ms(&r->last_ping) > 1000) {
+        clock_gettime(CLOCK_MONOTONIC, &r->last_ping);
+        lcm_redis_command(r, NULL, NULL, "PING");
     }
     if (stuck) {
         redisAsyncContext *ac = r->ac;

@@ -65,7 +65,7 @@ class Proc:
     def alive(self):
         return self.p is not None and self.p.poll() is None
 
-    def signal(self, sig):
+    def send(self, sig):
         if self.alive():
             self.p.send_signal(sig)
 
@@ -171,7 +171,7 @@ def http_json(method, url, body=None, token=None, headers=None, timeout=10):
 class Lcmd:
     ADMIN = "test-admin-token-0123456789"
 
-    def __init__(self, redis_url=None, env=None, args=(), port=None, data_dir=None):
+    def __init__(self, redis_url=None, env=None, args=(), port=None, data_dir=None, wait_ready=True):
         self.port = port or free_port()
         self.dir = data_dir or tempfile.mkdtemp(prefix="lcm-lcmd-")
         e = {"LCM_LISTEN": f"127.0.0.1:{self.port}", "LCM_ADMIN_TOKEN": self.ADMIN,
@@ -183,7 +183,7 @@ class Lcmd:
         self.env = e
         self.args = list(args)
         self.proc = None
-        self.start()
+        self.start(wait_ready)
 
     @property
     def url(self):
