@@ -1,6 +1,7 @@
-/* The aws plugin: cloud provider for AWS EC2 and CloudWatch. Skeleton stage: it loads, declares itself
- * through the SDK descriptor and answers every operation with LCM_E_NOTIMPL (listed as not
- * implemented at GET /api/v1/plugins) until the real implementation replaces this file. */
+/* The aws plugin: cloud provider for AWS EC2 and CloudWatch. Skeleton stage: it loads,
+ * declares itself through the SDK descriptor and answers every operation with LCM_E_NOTIMPL
+ * (listed as not implemented at GET /api/v1/plugins) until the real implementation replaces
+ * this file. */
 #include <lcm/spi.h>
 
 #include <stdlib.h>
@@ -63,7 +64,8 @@ LCM_PLUGIN_DESCRIPTOR = {
     .kind = LCM_KIND_CLOUD,
     .name = "aws",
     .version = "0.0.1",
-    .description = "cloud provider for AWS EC2 and CloudWatch (skeleton: every operation answers not implemented)",
+    .description = "cloud provider for AWS EC2 and CloudWatch"
+                   " (skeleton: every operation answers not implemented)",
     .create = aws_create,
     .destroy = aws_destroy,
     .ops = &aws_ops,

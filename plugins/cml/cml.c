@@ -79,7 +79,8 @@ LCM_PLUGIN_DESCRIPTOR = {
     .kind = LCM_KIND_RUNTIME,
     .name = "cml",
     .version = "0.0.1",
-    .description = "runtime provider for CML 2.9 (skeleton: every operation answers not implemented)",
+    .description = "runtime provider for CML 2.9"
+                   " (skeleton: every operation answers not implemented)",
     .create = cml_create,
     .destroy = cml_destroy,
     .ops = &cml_ops,

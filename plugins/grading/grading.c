@@ -1,6 +1,7 @@
-/* The grading plugin: grading provider for the grading engine. Skeleton stage: it loads, declares itself
- * through the SDK descriptor and answers every operation with LCM_E_NOTIMPL (listed as not
- * implemented at GET /api/v1/plugins) until the real implementation replaces this file. */
+/* The grading plugin: grading provider for the grading engine. Skeleton stage: it loads,
+ * declares itself through the SDK descriptor and answers every operation with LCM_E_NOTIMPL
+ * (listed as not implemented at GET /api/v1/plugins) until the real implementation replaces
+ * this file. */
 #include <lcm/spi.h>
 
 #include <stdlib.h>
@@ -53,7 +54,8 @@ LCM_PLUGIN_DESCRIPTOR = {
     .kind = LCM_KIND_GRADING,
     .name = "grading",
     .version = "0.0.1",
-    .description = "grading provider for the grading engine (skeleton: every operation answers not implemented)",
+    .description = "grading provider for the grading engine"
+                   " (skeleton: every operation answers not implemented)",
     .create = grd_create,
     .destroy = grd_destroy,
     .ops = &grd_ops,

@@ -1,6 +1,7 @@
-/* The lds plugin: delivery provider for LDS Reservations API v3. Skeleton stage: it loads, declares itself
- * through the SDK descriptor and answers every operation with LCM_E_NOTIMPL (listed as not
- * implemented at GET /api/v1/plugins) until the real implementation replaces this file. */
+/* The lds plugin: delivery provider for LDS Reservations API v3. Skeleton stage: it loads,
+ * declares itself through the SDK descriptor and answers every operation with LCM_E_NOTIMPL
+ * (listed as not implemented at GET /api/v1/plugins) until the real implementation replaces
+ * this file. */
 #include <lcm/spi.h>
 
 #include <stdlib.h>
@@ -59,7 +60,8 @@ LCM_PLUGIN_DESCRIPTOR = {
     .kind = LCM_KIND_DELIVERY,
     .name = "lds",
     .version = "0.0.1",
-    .description = "delivery provider for LDS Reservations API v3 (skeleton: every operation answers not implemented)",
+    .description = "delivery provider for LDS Reservations API v3"
+                   " (skeleton: every operation answers not implemented)",
     .create = lds_create,
     .destroy = lds_destroy,
     .ops = &lds_ops,
