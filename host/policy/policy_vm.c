@@ -28,9 +28,25 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         vm->used -= old;
         return NULL;
     }
-    if (nsize > old && vm->used - old + nsize > vm->limit) {
-        vm->refused++;
-        return NULL;
+    if (nsize > old) {
+        /* Once stopped, nothing grows: the script fails fast until the hook unwinds it. */
+        if (vm->tripped || vm->used - old + nsize > vm->limit) {
+            vm->refused++;
+            return NULL;
+        }
+        /* One string object is capped, which bounds what any single compare, hash or copy
+         * of it costs between two hook calls. */
+        if (!ptr && osize == LUA_TSTRING && nsize > LCM_POLICY_STRING_MAX + 64) {
+            vm->refused++;
+            return NULL;
+        }
+        /* Bulk work in C (concat, buffers, table growth) allocates as it goes: large
+         * allocations look at the clock too, between the count hook's checks. */
+        if (nsize - old >= LCM_POLICY_BIG_ALLOC && lcm_policy_now_ns() > vm->deadline_ns) {
+            vm->tripped = 2;
+            vm->refused++;
+            return NULL;
+        }
     }
     void *p = realloc(ptr, nsize);
     if (!p)
@@ -81,6 +97,23 @@ void lcm_policy_vm_arm(struct lcm_policy_vm *vm, uint64_t budget, unsigned deadl
     lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, LCM_POLICY_HOOK_EVERY);
 }
 
+/* Charges a C function's work (in instruction units) to the budget and looks at the clock,
+ * before the work is done: a heavy C call cannot start once the call is out of time. */
+static void charge(lua_State *L, uint64_t units)
+{
+    struct lcm_policy_vm *vm = vm_of(L);
+    if (!vm->tripped) {
+        vm->count += units;
+        if (vm->count > vm->budget)
+            vm->tripped = 1;
+        else if (lcm_policy_now_ns() > vm->deadline_ns)
+            vm->tripped = 2;
+    }
+    if (vm->tripped)
+        luaL_error(L, "policy stopped: %s exceeded",
+                   vm->tripped == 1 ? "instruction budget" : "deadline");
+}
+
 /* ---------------------------------------------------------------- library replacements */
 
 static int refuse_metatable(lua_State *L, int idx, const char *fn)
@@ -96,6 +129,29 @@ static void check_span(lua_State *L, lua_Integer from, lua_Integer to, lua_Integ
 {
     if (to >= from && (lua_Unsigned)to - (lua_Unsigned)from >= (lua_Unsigned)cap)
         luaL_error(L, "%s: more than %d elements is refused in policies", fn, (int)cap);
+    charge(L, to >= from ? (uint64_t)(to - from) + 1 : 1);
+}
+
+/* Sorting compares n*log2(n) times, each compare as long as the shorter string: bound the
+ * product, since the whole sort is one C call the hook cannot interrupt. */
+static void check_sort(lua_State *L)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    check_span(L, 1, n, LCM_POLICY_SORT_MAX, "table.sort");
+    size_t longest = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 1, i) == LUA_TSTRING && lua_rawlen(L, -1) > longest)
+            longest = lua_rawlen(L, -1);
+        lua_pop(L, 1);
+    }
+    double lg = 1;
+    for (lua_Integer k = n; k > 1; k >>= 1)
+        lg++;
+    double work = (double)n * lg * (20.0 + (double)longest);
+    if (work > LCM_POLICY_SORT_WORK)
+        luaL_error(L, "table.sort: %d elements of up to %d bytes is too much work for a policy",
+                   (int)n, (int)longest);
+    charge(L, (uint64_t)(work / 20));
 }
 
 enum guard { G_INSERT, G_REMOVE, G_CONCAT, G_UNPACK, G_SORT, G_MOVE, G_SETMETATABLE };
@@ -118,7 +174,7 @@ static int guarded(lua_State *L)
         break;
     case G_SORT:
         refuse_metatable(L, 1, fn);
-        check_span(L, 1, (lua_Integer)lua_rawlen(L, 1), LCM_POLICY_SORT_MAX, fn);
+        check_sort(L);
         break;
     case G_CONCAT:
         refuse_metatable(L, 1, fn);
@@ -169,13 +225,26 @@ static int safe_rep(lua_State *L)
     luaL_checklstring(L, 1, &l);
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_optlstring(L, 3, "", &lsep);
-    if (n > 0) {
-        /* total = n*l + (n-1)*lsep, computed without overflow */
-        unsigned long long per = (unsigned long long)l + lsep;
-        if (per > 0 && (unsigned long long)n > (LCM_POLICY_REP_MAX + lsep) / per)
-            return luaL_error(L, "string.rep: results over %u bytes are refused in policies",
-                              (unsigned)LCM_POLICY_REP_MAX);
+    unsigned long long per = (unsigned long long)l + lsep;
+    if (n <= 0 || l == 0) {
+        /* Also the original's n-iteration loop over an empty piece: rep('', 2^62) would
+         * spin in C. With an empty piece the result is just n-1 separators... */
+        if (n > 1 && lsep > 0) {
+            if ((unsigned long long)(n - 1) > LCM_POLICY_REP_MAX / lsep)
+                return luaL_error(L, "string.rep: results over %d bytes are refused in policies",
+                                  (int)LCM_POLICY_REP_MAX);
+        } else {
+            lua_pushliteral(L, "");
+            return 1;
+        }
     }
+    {
+        /* total = n*l + (n-1)*lsep, computed without overflow */
+        if ((unsigned long long)n > (LCM_POLICY_REP_MAX + lsep) / per)
+            return luaL_error(L, "string.rep: results over %d bytes are refused in policies",
+                              (int)LCM_POLICY_REP_MAX);
+    }
+    charge(L, 1 + (uint64_t)(n > 0 ? n : 0) * (l + lsep) / 64);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
@@ -191,6 +260,7 @@ static int safe_find(lua_State *L)
     const char *p = luaL_checklstring(L, 2, &lp);
     lua_Integer init = luaL_optinteger(L, 3, 1);
     int plain = lua_toboolean(L, 4);
+    charge(L, 1 + ls / 64);
     if (!plain && strpbrk(p, "^$*+?.([%-") != NULL)
         return luaL_error(L, "string.find: patterns are disabled in policies "
                              "(plain search only: string.find(s, sub, init, true))");

@@ -10,10 +10,13 @@
 #include <lua.h>
 
 /* Limits of the library replacements (see docs/policies.md). */
-#define LCM_POLICY_REP_MAX (1u << 20)      /* bytes string.rep may produce */
-#define LCM_POLICY_SORT_MAX 100000         /* elements table.sort accepts */
-#define LCM_POLICY_TABLE_OP_MAX (1u << 20) /* elements table.insert/remove/move/concat walk */
+#define LCM_POLICY_STRING_MAX (64u << 10)  /* bytes in one string: bounds every compare/copy */
+#define LCM_POLICY_REP_MAX LCM_POLICY_STRING_MAX
+#define LCM_POLICY_SORT_MAX 20000          /* elements table.sort accepts */
+#define LCM_POLICY_SORT_WORK 20000000      /* n*log2(n)*(20+longest string) table.sort accepts */
+#define LCM_POLICY_TABLE_OP_MAX 100000     /* elements table.insert/remove/move/concat walk */
 #define LCM_POLICY_HOOK_EVERY 1000         /* instructions between hook calls */
+#define LCM_POLICY_BIG_ALLOC (64u << 10)   /* allocations this large also check the clock */
 
 enum lcm_policy_vm_status {
     LCM_VM_OK = 0,
