@@ -19,6 +19,7 @@
 #include "core/embedded.h"
 #include "core/httpc.h"
 #include "core/httpd.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/redis.h"
@@ -30,6 +31,7 @@ struct lcmd {
     struct event_base *base;
     struct lcm_metrics *metrics;
     struct lcm_auth *auth;
+    struct lcm_jwks *jwks;          /* NULL unless oidc_jwks_file is set */
     struct lcm_redis *redis;
     struct lcm_httpd *httpd;
     struct lcm_httpc *httpc;
@@ -92,8 +94,27 @@ static int auth_hook(struct lcm_req *r, const char *perm, void *ud)
 {
     struct lcmd *d = ud;
     const char *h = lcm_req_header(r, "Authorization");
-    const char *subject, *role;
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || lcm_auth_check(d->auth, h + 7, &subject, &role) < 0) {
+    const char *subject = NULL, *role = NULL;
+    struct lcm_jwt_claims claims;
+    int ok = h && strncasecmp(h, "Bearer ", 7) == 0 && lcm_auth_check(d->auth, h + 7, &subject, &role) == 0;
+    if (!ok && h && d->jwks && strncasecmp(h, "Bearer ", 7) == 0 && lcm_jwt_looks_like(h + 7)) {
+        struct lcm_jwt_policy pol = {
+            .issuer = lcm_config_str(d->cfg, "oidc_issuer"),
+            .audience = lcm_config_str(d->cfg, "oidc_audience"),
+            .role_claim = lcm_config_str(d->cfg, "oidc_role_claim"),
+            .now = (int64_t)time(NULL),
+            .leeway_s = lcm_config_int(d->cfg, "oidc_leeway_s"),
+        };
+        char why[128];
+        if (lcm_jwt_verify(d->jwks, &pol, h + 7, &claims, why, sizeof(why)) == 0 && lcm_auth_valid_role(claims.role)) {
+            ok = 1;
+            subject = claims.sub;
+            role = claims.role;
+        } else {
+            lcm_info("auth", "req=%s msg=\"jwt refused\" reason=\"%s\"", lcm_req_id(r), why);
+        }
+    }
+    if (!ok) {
         lcm_reply_header(r, "WWW-Authenticate", "Bearer realm=\"lcm\"");
         lcm_reply_problem(r, 401, "unauthenticated", "Unauthorized",
                           h ? "the bearer token is not valid" : "a bearer token is required", NULL);
@@ -163,6 +184,7 @@ static void teardown(struct lcmd *d)
         event_free(d->sig_hup);
     lcm_embedded_redis_stop(&d->embedded);
     lcm_auth_free(d->auth);
+    lcm_jwks_free(d->jwks);
     lcm_metrics_free(d->metrics);
     if (d->base)
         event_base_free(d->base);
@@ -222,6 +244,23 @@ int main(int argc, char **argv)
         lcm_config_free(d.cfg);
         return 2;
     }
+    if (lcm_config_str(d.cfg, "oidc_jwks_file")) {
+        if (!lcm_config_str(d.cfg, "oidc_issuer")) {
+            fprintf(stderr, "lcmd: invalid configuration: oidc_issuer is required with oidc_jwks_file\n");
+            free(generated);
+            lcm_auth_free(d.auth);
+            lcm_config_free(d.cfg);
+            return 2;
+        }
+        d.jwks = lcm_jwks_load(lcm_config_str(d.cfg, "oidc_jwks_file"), err, sizeof(err));
+        if (!d.jwks) {
+            fprintf(stderr, "lcmd: invalid configuration: oidc_jwks_file: %s\n", err);
+            free(generated);
+            lcm_auth_free(d.auth);
+            lcm_config_free(d.cfg);
+            return 2;
+        }
+    }
     if (check) {
         struct lcm_redis_addr addr;
         const char *url = lcm_config_str(d.cfg, "redis_url");
@@ -235,6 +274,7 @@ int main(int argc, char **argv)
         }
         free(generated);
         lcm_auth_free(d.auth);
+        lcm_jwks_free(d.jwks);
         lcm_config_free(d.cfg);
         return rc;
     }

@@ -37,6 +37,11 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     /* auth */
     { "admin_token", S, NULL, 0, 0, NULL, 1, "auth", "An admin bearer token (tests, demos, first set-up). When no token at all is configured, lcmd generates one at start, prints it once and keeps only its hash." },
     { "token", L, NULL, 0, 0, NULL, 1, "auth", "API token as `<role>:<subject>:<sha256-hex of the token>` (repeatable; env: ';'-separated). Roles: admin, operator, author, learner-service, viewer." },
+    { "oidc_jwks_file", S, NULL, 0, 0, NULL, 0, "auth", "JWKS file with the identity provider's RSA keys; when set, RS256 JWT bearer tokens are accepted too." },
+    { "oidc_issuer", S, NULL, 0, 0, NULL, 0, "auth", "Required `iss` of JWTs." },
+    { "oidc_audience", S, "lcm", 0, 0, NULL, 0, "auth", "Required `aud` of JWTs." },
+    { "oidc_role_claim", S, "lcm_role", 0, 0, NULL, 0, "auth", "JWT claim that holds the LCM role." },
+    { "oidc_leeway_s", I, "30", 0, 600, NULL, 0, "auth", "Clock skew allowed on exp/nbf." },
     /* outbound http */
     { "httpc_timeout_ms", I, "10000", 100, 600000, NULL, 0, "httpc", "Default per-attempt timeout of outbound HTTP requests (plugins may ask for less or more)." },
     { "httpc_connect_timeout_ms", I, "3000", 50, 60000, NULL, 0, "httpc", "Default connect timeout of outbound HTTP requests." },
