@@ -370,8 +370,11 @@ static cJSON *part_json(const struct grd_part *p)
         cJSON_AddStringToObject(j, "statusReason", p->reason);
     else
         cJSON_AddNullToObject(j, "statusReason");
-    cJSON_AddItemToObject(j, "pod", p->pod ? cJSON_Duplicate(p->pod, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(j, "scoreReport", p->has_report ? score_report(p) : cJSON_CreateNull());
+    /* pod and scoreReport are $refs to non-nullable schemas: absent rather than null */
+    if (p->pod)
+        cJSON_AddItemToObject(j, "pod", cJSON_Duplicate(p->pod, 1));
+    if (p->has_report)
+        cJSON_AddItemToObject(j, "scoreReport", score_report(p));
     cJSON_AddItemToObject(j, "auditTrail", cJSON_Duplicate(p->audit, 1));
     return j;
 }
@@ -393,8 +396,6 @@ static cJSON *session_json(const struct grd_session *s)
             cJSON_AddStringToObject(l, "environment", s->lds_env);
         else
             cJSON_AddNullToObject(l, "environment");
-    } else {
-        cJSON_AddNullToObject(j, "lds");
     }
     cJSON_AddStringToObject(j, "status", session_status(s));
     cJSON *parts = cJSON_AddArrayToObject(j, "parts");
