@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/redis.h"
+#include "plugin/plugin.h"
 
 extern char **environ;
 
@@ -35,6 +36,7 @@ struct lcmd {
     struct lcm_redis *redis;
     struct lcm_httpd *httpd;
     struct lcm_httpc *httpc;
+    struct lcm_plugins *plugins;
     struct lcm_embedded_redis embedded;
     struct event *sig_term, *sig_int, *sig_hup;
     time_t started;
@@ -88,6 +90,32 @@ static void h_metrics(struct lcm_req *r, void *ud)
     }
     lcm_reply(r, 200, "text/plain; version=0.0.4", text, len);
     free(text);
+}
+
+static void h_plugins(struct lcm_req *r, void *ud)
+{
+    struct lcmd *d = ud;
+    lcm_reply_json(r, 200, lcm_plugins_status_json(d->plugins));
+}
+
+static cJSON *read_json_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    cJSON *j = buf ? cJSON_ParseWithLength(buf, n) : NULL;
+    free(buf);
+    if (!cJSON_IsObject(j)) {
+        snprintf(err, errlen, "%s: not a JSON object", path);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
 }
 
 static int auth_hook(struct lcm_req *r, const char *perm, void *ud)
@@ -174,6 +202,9 @@ static void raise_fd_limit(long long want)
 static void teardown(struct lcmd *d)
 {
     lcm_httpd_free(d->httpd);
+    /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
+    lcm_plugins_shutdown(d->plugins);
+    lcm_plugins_free(d->plugins);
     lcm_httpc_free(d->httpc);
     lcm_redis_free(d->redis);
     if (d->sig_term)
@@ -331,7 +362,25 @@ int main(int argc, char **argv)
         teardown(&d);
         return 1;
     }
+    cJSON *plugin_cfg = NULL;
+    if (lcm_config_str(d.cfg, "plugin_config_file") &&
+        !(plugin_cfg = read_json_file(lcm_config_str(d.cfg, "plugin_config_file"), err, sizeof(err)))) {
+        fprintf(stderr, "lcmd: plugin_config_file: %s\n", err);
+        free(generated);
+        teardown(&d);
+        return 2;
+    }
+    struct lcm_plugin_host_ctx pctx = { .base = d.base, .httpc = d.httpc, .metrics = d.metrics, .config = plugin_cfg };
+    d.plugins = lcm_plugins_load(lcm_config_str(d.cfg, "plugin_dir"), &pctx, err, sizeof(err));
+    cJSON_Delete(plugin_cfg);
+    if (!d.plugins) {
+        fprintf(stderr, "lcmd: plugins: %s\n", err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
     lcm_httpd_set_auth(d.httpd, auth_hook, &d);
+    lcm_httpd_route(d.httpd, "GET", "/api/v1/plugins", 0, LCM_PERM_READ, h_plugins, &d);
     lcm_httpd_route(d.httpd, "GET", "/healthz", LCM_ROUTE_OPEN, NULL, h_healthz, &d);
     lcm_httpd_route(d.httpd, "GET", "/readyz", LCM_ROUTE_OPEN, NULL, h_readyz, &d);
     lcm_httpd_route(d.httpd, "GET", "/metrics", lcm_config_bool(d.cfg, "metrics_open") ? LCM_ROUTE_OPEN : 0,

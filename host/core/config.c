@@ -21,6 +21,7 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     { "redis_url", S, NULL, 0, 0, NULL, 0, "core", "Redis to use: redis://host:port[/db], unix:///path[?db=N], sentinel://host:port,host:port/master. Unset: lcmd starts its own redis-server on a unix socket in data_dir (AOF on)." },
     { "data_dir", S, ".lcm-data", 0, 0, NULL, 0, "core", "Directory for the embedded Redis (socket, AOF) and other local state." },
     { "plugin_dir", S, LCM_DEFAULT_PLUGIN_DIR, 0, 0, NULL, 0, "core", "Directory provider plugins (lcm-*.so) are loaded from; nothing outside it is loaded." },
+    { "plugin_config_file", S, NULL, 0, 0, NULL, 0, "core", "JSON file with provider plugin settings: {\"<plugin>\": {\"<key>\": value}}. Environment LCM_PLUGIN_<NAME>_<KEY> overrides a key; secrets belong in the environment." },
     { "policy_dir", S, LCM_DEFAULT_POLICY_DIR, 0, 0, NULL, 0, "core", "Directory with placement.lua, scale_up.lua, scale_down.lua." },
     { "log_level", E, "info", 0, 0, "debug|info|warn|error", 0, "core", "Minimum level of log lines written to stderr." },
     { "redis_server", S, "redis-server", 0, 0, NULL, 0, "core", "redis-server binary used for the embedded Redis." },
