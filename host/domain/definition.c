@@ -16,7 +16,6 @@
 
 #define TXT 256
 #define MAX_TOPOLOGY (4u << 20)
-#define MAX_LIST 512
 
 const char *lcm_license_name(int lic)
 {
@@ -100,80 +99,6 @@ void lcm_definition_free(struct lcm_definition *d)
 
 /* ---- validation ---------------------------------------------------------------------- */
 
-static int get_text(const cJSON *o, const char *k, const char *field, int required,
-                    size_t maxlen, int allow_space, char **dst, struct lcm_derr *err)
-{
-    const char *v;
-    int r = lcm_jx_str(o, k, &v);
-    if (r < 0)
-        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s must be a string", field);
-    if (r == 0) {
-        if (required)
-            return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s is required", field);
-        return 0;
-    }
-    if (!lcm_text_ok(v, maxlen, allow_space))
-        return lcm_derr_set(err, LCM_DERR_INVALID, field,
-                            "%s must be at most %zu printable characters", field, maxlen);
-    if (lcm_set_str(dst, v))
-        return lcm_derr_set(err, LCM_DERR_NOMEM, field, "out of memory");
-    return 0;
-}
-
-static int get_int(const cJSON *o, const char *k, const char *field, int required,
-                   int64_t lo, int64_t hi, int32_t *dst, struct lcm_derr *err)
-{
-    int64_t v;
-    int r = lcm_jx_i64(o, k, &v);
-    if (r < 0 || (r == 1 && (v < lo || v > hi)))
-        return lcm_derr_set(err, LCM_DERR_INVALID, field,
-                            "%s must be an integer in [%lld, %lld]", field, (long long)lo,
-                            (long long)hi);
-    if (r == 0 && required)
-        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s is required", field);
-    if (r == 1)
-        *dst = (int32_t)v;
-    return 0;
-}
-
-static int get_flag(const cJSON *o, const char *k, const char *field, uint8_t *dst,
-                    struct lcm_derr *err)
-{
-    int v;
-    int r = lcm_jx_bool(o, k, &v);
-    if (r < 0)
-        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s must be a boolean", field);
-    if (r == 1)
-        *dst = (uint8_t)v;
-    return r;
-}
-
-static int get_strv(const cJSON *o, const char *k, const char *field, char ***v, uint16_t *n,
-                    struct lcm_derr *err)
-{
-    const cJSON *a;
-    cJSON *tmp;
-    int r = lcm_jx_nested(o, k, &a, &tmp);
-    if (r == 0)
-        return 0;
-    int bad;
-    char **nv;
-    uint16_t nn;
-    if (r < 0 || lcm_strv_from_json(a, MAX_LIST, TXT, &nv, &nn, &bad)) {
-        cJSON_Delete(tmp);
-        if (r > 0 && bad >= 0)
-            return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s[%d] must be a string",
-                                field, bad);
-        return lcm_derr_set(err, LCM_DERR_INVALID, field,
-                            "%s must be an array of at most %d strings", field, MAX_LIST);
-    }
-    cJSON_Delete(tmp);
-    lcm_strv_free(*v, *n);
-    *v = nv;
-    *n = nn;
-    return 1;
-}
-
 static int cml_version(const cJSON *o, const char *k, const char *field, char **dst,
                        struct lcm_derr *err)
 {
@@ -198,19 +123,19 @@ static int load_requirements(const cJSON *body, struct lcm_definition *d, struct
                             "resource_requirements must be an object");
     }
     struct lcm_requirements *q = &d->req;
-    if ((rc = get_int(rr, "cpu_cores", "resource_requirements.cpu_cores", 1, 1, 4096,
+    if ((rc = lcm_get_int(rr, "cpu_cores", "resource_requirements.cpu_cores", 1, 1, 4096,
                       &q->need.cpu_cores, err)) ||
-        (rc = get_int(rr, "memory_gb", "resource_requirements.memory_gb", 1, 1, 65536,
+        (rc = lcm_get_int(rr, "memory_gb", "resource_requirements.memory_gb", 1, 1, 65536,
                       &q->need.memory_gb, err)) ||
-        (rc = get_int(rr, "storage_gb", "resource_requirements.storage_gb", 0, 0, 1 << 20,
+        (rc = lcm_get_int(rr, "storage_gb", "resource_requirements.storage_gb", 0, 0, 1 << 20,
                       &q->need.storage_gb, err)) ||
-        (rc = get_flag(rr, "nested_virt", "resource_requirements.nested_virt",
+        (rc = lcm_get_flag(rr, "nested_virt", "resource_requirements.nested_virt",
                        &q->nested_virt, err)) < 0 ||
         (rc = cml_version(rr, "cml_version_min", "resource_requirements.cml_version_min",
                           &q->cml_version_min, err)) ||
         (rc = cml_version(rr, "cml_version_max", "resource_requirements.cml_version_max",
                           &q->cml_version_max, err)) ||
-        (rc = get_strv(rr, "node_definitions", "resource_requirements.node_definitions",
+        (rc = lcm_get_strv(rr, "node_definitions", "resource_requirements.node_definitions",
                        &q->node_definitions, &q->n_node_definitions, err)) < 0)
         goto out;
     rc = 0;
@@ -229,7 +154,7 @@ static int load_requirements(const cJSON *body, struct lcm_definition *d, struct
                               &q->cml_version_max, err)))
             goto out;
         if (!q->n_node_definitions &&
-            (rc = get_strv(a0, "node_definitions_required",
+            (rc = lcm_get_strv(a0, "node_definitions_required",
                            "resource_requirements.ami_requirements[0].node_definitions_required",
                            &q->node_definitions, &q->n_node_definitions, err)) < 0)
             goto out;
@@ -399,16 +324,16 @@ static int load_spec(const cJSON *o, struct lcm_definition *d, int api, struct l
     int rc;
     if (!cJSON_IsObject(o))
         return lcm_derr_set(err, LCM_DERR_INVALID, "", "body must be a JSON object");
-    if ((rc = get_text(o, "name", "name", 1, 128, 1, &d->name, err)) ||
-        (rc = get_text(o, "version", "version", 1, 64, 0, &d->semver, err)) ||
-        (rc = get_text(o, "form_qualified_name", "form_qualified_name", 0, TXT, 1, &d->fqn,
+    if ((rc = lcm_get_text(o, "name", "name", 1, 128, 1, &d->name, err)) ||
+        (rc = lcm_get_text(o, "version", "version", 1, 64, 0, &d->semver, err)) ||
+        (rc = lcm_get_text(o, "form_qualified_name", "form_qualified_name", 0, TXT, 1, &d->fqn,
                        err)) ||
-        (rc = get_text(o, "description", "description", 0, 4096, 1, &d->description, err)) ||
-        (rc = get_text(o, "topology_uri", "topology_uri", 0, 2048, 0, &d->topology_uri,
+        (rc = lcm_get_text(o, "description", "description", 0, 4096, 1, &d->description, err)) ||
+        (rc = lcm_get_text(o, "topology_uri", "topology_uri", 0, 2048, 0, &d->topology_uri,
                        err)) ||
-        (rc = get_text(o, "topology_sha256", "topology_sha256", 0, 64, 0, &d->topology_sha256,
+        (rc = lcm_get_text(o, "topology_sha256", "topology_sha256", 0, 64, 0, &d->topology_sha256,
                        err)) ||
-        (rc = get_text(o, "grading_ruleset", "grading_ruleset", 0, 2048, 1,
+        (rc = lcm_get_text(o, "grading_ruleset", "grading_ruleset", 0, 2048, 1,
                        &d->grading_ruleset, err)))
         return rc;
     struct lcm_semver sv;
@@ -434,7 +359,7 @@ static int load_spec(const cJSON *o, struct lcm_definition *d, int api, struct l
         return rc;
     int nodes_given = 0;
     int32_t nc = 0;
-    if ((rc = get_int(o, "node_count", "node_count", 0, 1, 100000, &nc, err)))
+    if ((rc = lcm_get_int(o, "node_count", "node_count", 0, 1, 100000, &nc, err)))
         return rc;
     int64_t tmpi;
     nodes_given = lcm_jx_i64(o, "node_count", &tmpi) == 1;
@@ -469,25 +394,25 @@ static int load_spec(const cJSON *o, struct lcm_definition *d, int api, struct l
     int ports_given;
     if ((rc = load_ports(o, d, &ports_given, err)))
         return rc;
-    if (get_strv(o, "user_visible_devices", "user_visible_devices", &d->user_visible_devices,
+    if (lcm_get_strv(o, "user_visible_devices", "user_visible_devices", &d->user_visible_devices,
                  &d->n_user_visible_devices, err) < 0)
         return err ? err->code : LCM_DERR_INVALID;
     uint8_t lds = d->fqn != NULL;
-    if ((rc = get_flag(o, "lds_enabled", "lds_enabled", &lds, err)) < 0 ||
-        (rc = get_flag(o, "grading_enabled", "grading_enabled", &d->grading_enabled, err)) <
+    if ((rc = lcm_get_flag(o, "lds_enabled", "lds_enabled", &lds, err)) < 0 ||
+        (rc = lcm_get_flag(o, "grading_enabled", "grading_enabled", &d->grading_enabled, err)) <
             0 ||
-        (rc = get_flag(o, "lab_reuse_enabled", "lab_reuse_enabled", &d->lab_reuse_enabled,
+        (rc = lcm_get_flag(o, "lab_reuse_enabled", "lab_reuse_enabled", &d->lab_reuse_enabled,
                        err)) < 0)
         return rc;
     d->lds_enabled = lds;
     if (d->lds_enabled && !d->fqn)
         return lcm_derr_set(err, LCM_DERR_INVALID, "form_qualified_name",
                             "form_qualified_name is required when lds_enabled");
-    if ((rc = get_int(o, "max_duration_minutes", "max_duration_minutes", 0, 1, 7 * 24 * 60,
+    if ((rc = lcm_get_int(o, "max_duration_minutes", "max_duration_minutes", 0, 1, 7 * 24 * 60,
                       &d->max_duration_minutes, err)) ||
-        (rc = get_int(o, "boot_lead_minutes", "boot_lead_minutes", 0, 0, 24 * 60,
+        (rc = lcm_get_int(o, "boot_lead_minutes", "boot_lead_minutes", 0, 0, 24 * 60,
                       &d->boot_lead_minutes, err)) ||
-        (rc = get_int(o, "warm_pool_depth", "warm_pool_depth", 0, 0, 1000,
+        (rc = lcm_get_int(o, "warm_pool_depth", "warm_pool_depth", 0, 0, 1000,
                       &d->warm_pool_depth, err)))
         return rc;
     if (api && d->topology) {

@@ -8,6 +8,8 @@
 #include <cjson/cJSON.h>
 
 #include "derr.h"
+#include "fsm.h"
+#include "jsonx.h"
 
 void lcm_events_init(struct lcm_events *evs)
 {
@@ -79,6 +81,33 @@ int lcm_events_apply(const struct lcm_kind *k, void *state, const struct lcm_eve
         lcm_events_view(evs, i, k->version(state) + 1, at, &ev);
         if (k->apply(state, &ev, err, errlen))
             return -1;
+    }
+    return 0;
+}
+
+struct cJSON *lcm_events_transition_data(const struct lcm_fsm *m, int from, const char *reason)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || lcm_jx_put_str(o, "from", lcm_fsm_name(m, from)) ||
+        lcm_jx_put_str(o, "reason", reason)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+int lcm_events_check(const struct lcm_event *ev, uint64_t cur, int64_t *at, char *err,
+                     size_t errlen)
+{
+    if (!ev->type || !ev->data || !cJSON_IsObject(ev->data) || !ev->at ||
+        lcm_rfc3339_parse(ev->at, at)) {
+        lcm_errf(err, errlen, "event lacks type, object data or a valid time");
+        return -1;
+    }
+    if (ev->version && ev->version != cur + 1) {
+        lcm_errf(err, errlen, "version %llu does not follow %llu",
+                 (unsigned long long)ev->version, (unsigned long long)cur);
+        return -1;
     }
     return 0;
 }

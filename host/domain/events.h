@@ -39,4 +39,14 @@ void lcm_events_view(const struct lcm_events *evs, size_t i, uint64_t version,
 int lcm_events_apply(const struct lcm_kind *k, void *state, const struct lcm_events *evs,
                      char *err, size_t errlen);
 
+
+/* Helpers for the aggregates' command and apply functions. */
+struct lcm_fsm;
+/* {"from": <name>, "reason": reason|null} */
+struct cJSON *lcm_events_transition_data(const struct lcm_fsm *m, int from, const char *reason);
+/* Checks the envelope (type, object data, RFC 3339 at, version follows cur) and parses at.
+ * Returns 0 or -1 with err. */
+int lcm_events_check(const struct lcm_event *ev, uint64_t cur, int64_t *at, char *err,
+                     size_t errlen);
+
 #endif

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "jsonx.h"
+#include "kind.h"
 #include "rfc3339.h"
 
 static void entry_free(struct lcm_hist_entry *e)
@@ -103,4 +104,28 @@ size_t lcm_history_mem(const struct lcm_history *h)
         b += (h->v[i].by ? strlen(h->v[i].by) + 1 : 0) +
              (h->v[i].reason ? strlen(h->v[i].reason) + 1 : 0);
     return b;
+}
+
+int lcm_history_apply_transition(const struct lcm_fsm *m, uint8_t *status,
+                                 struct lcm_history *h, int to, const struct lcm_event *ev,
+                                 int64_t at, char *err, size_t errlen)
+{
+    const char *from, *reason;
+    if (lcm_jx_str(ev->data, "from", &from) != 1 || lcm_fsm_parse(m, from) != *status ||
+        lcm_jx_str(ev->data, "reason", &reason) < 0) {
+        lcm_errf(err, errlen, "%s: data.from must be the current status %s", ev->type,
+                 lcm_fsm_name(m, *status));
+        return -1;
+    }
+    if (!lcm_fsm_allowed(m, *status, to)) {
+        lcm_errf(err, errlen, "%s cannot go from %s to %s", m->kind, lcm_fsm_name(m, *status),
+                 lcm_fsm_name(m, to));
+        return -1;
+    }
+    if (lcm_history_push(h, *status, to, at, ev->by, reason)) {
+        lcm_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    *status = (uint8_t)to;
+    return 0;
 }

@@ -34,4 +34,11 @@ int lcm_history_from_json(struct lcm_history *h, const struct cJSON *arr,
 /* Bytes held outside the owning struct (for the read-model memory figure). */
 size_t lcm_history_mem(const struct lcm_history *h);
 
+/* Folds a table transition event: data.from must equal *status and *status → to must be
+ * allowed; pushes the history entry (by, data.reason) and sets *status. 0 or -1 with err. */
+struct lcm_event;
+int lcm_history_apply_transition(const struct lcm_fsm *m, uint8_t *status,
+                                 struct lcm_history *h, int to, const struct lcm_event *ev,
+                                 int64_t at, char *err, size_t errlen);
+
 #endif

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "derr.h"
 #include "rfc3339.h"
 
 char *lcm_dup(const char *s)
@@ -309,3 +310,80 @@ void lcm_errf(char *buf, size_t len, const char *fmt, ...)
     vsnprintf(buf, len, fmt, ap);
     va_end(ap);
 }
+
+/* Validating getters: fill dst when present, return 0 (get_flag/get_strv: 1 when present)
+ * or a negative LCM_DERR_* with err naming field. */
+int lcm_get_text(const cJSON *o, const char *k, const char *field, int required,
+                    size_t maxlen, int allow_space, char **dst, struct lcm_derr *err)
+{
+    const char *v;
+    int r = lcm_jx_str(o, k, &v);
+    if (r < 0)
+        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s must be a string", field);
+    if (r == 0) {
+        if (required)
+            return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s is required", field);
+        return 0;
+    }
+    if (!lcm_text_ok(v, maxlen, allow_space))
+        return lcm_derr_set(err, LCM_DERR_INVALID, field,
+                            "%s must be at most %zu printable characters", field, maxlen);
+    if (lcm_set_str(dst, v))
+        return lcm_derr_set(err, LCM_DERR_NOMEM, field, "out of memory");
+    return 0;
+}
+
+int lcm_get_int(const cJSON *o, const char *k, const char *field, int required,
+                   int64_t lo, int64_t hi, int32_t *dst, struct lcm_derr *err)
+{
+    int64_t v;
+    int r = lcm_jx_i64(o, k, &v);
+    if (r < 0 || (r == 1 && (v < lo || v > hi)))
+        return lcm_derr_set(err, LCM_DERR_INVALID, field,
+                            "%s must be an integer in [%lld, %lld]", field, (long long)lo,
+                            (long long)hi);
+    if (r == 0 && required)
+        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s is required", field);
+    if (r == 1)
+        *dst = (int32_t)v;
+    return 0;
+}
+
+int lcm_get_flag(const cJSON *o, const char *k, const char *field, uint8_t *dst,
+                    struct lcm_derr *err)
+{
+    int v;
+    int r = lcm_jx_bool(o, k, &v);
+    if (r < 0)
+        return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s must be a boolean", field);
+    if (r == 1)
+        *dst = (uint8_t)v;
+    return r;
+}
+
+int lcm_get_strv(const cJSON *o, const char *k, const char *field, char ***v, uint16_t *n,
+                    struct lcm_derr *err)
+{
+    const cJSON *a;
+    cJSON *tmp;
+    int r = lcm_jx_nested(o, k, &a, &tmp);
+    if (r == 0)
+        return 0;
+    int bad;
+    char **nv;
+    uint16_t nn;
+    if (r < 0 || lcm_strv_from_json(a, 512, 256, &nv, &nn, &bad)) {
+        cJSON_Delete(tmp);
+        if (r > 0 && bad >= 0)
+            return lcm_derr_set(err, LCM_DERR_INVALID, field, "%s[%d] must be a string",
+                                field, bad);
+        return lcm_derr_set(err, LCM_DERR_INVALID, field,
+                            "%s must be an array of at most %d strings", field, 512);
+    }
+    cJSON_Delete(tmp);
+    lcm_strv_free(*v, *n);
+    *v = nv;
+    *n = nn;
+    return 1;
+}
+

@@ -55,6 +55,18 @@ void lcm_jx_emit_fields(const struct cJSON *obj, const char *const *rename,
  * store's "version" field is returned in *version (0 when absent). NULL on failure. */
 struct cJSON *lcm_jx_from_fields(const char *const *fields, const char *const *values,
                                  size_t n, const char *const *rename, uint64_t *version);
+/* Validating getters for API bodies: absent is fine unless required; present with a wrong
+ * type or out of range is LCM_DERR_INVALID with err->field = field. get_text/get_int return
+ * 0 or the error; get_flag/get_strv return 1 when present, 0 when absent, or the error. */
+struct lcm_derr;
+int lcm_get_text(const struct cJSON *o, const char *k, const char *field, int required,
+                 size_t maxlen, int allow_space, char **dst, struct lcm_derr *err);
+int lcm_get_int(const struct cJSON *o, const char *k, const char *field, int required,
+                int64_t lo, int64_t hi, int32_t *dst, struct lcm_derr *err);
+int lcm_get_flag(const struct cJSON *o, const char *k, const char *field, uint8_t *dst,
+                 struct lcm_derr *err);
+int lcm_get_strv(const struct cJSON *o, const char *k, const char *field, char ***v,
+                 uint16_t *n, struct lcm_derr *err);
 /* Copies err into buf. */
 void lcm_errf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
