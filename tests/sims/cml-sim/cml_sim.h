@@ -10,7 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "simkit.h"
+#include "cmlsim_kit.h"
 
 struct event_base;
 struct event;

@@ -533,6 +533,12 @@ static cJSON *inline_value(struct parser *p, const char *s, size_t n, int parent
     sb_add(&b, t, m);
     while (p->i < p->n && (p->lines[p->i].blank || p->lines[p->i].indent > parent_indent)) {
       const struct line *l = &p->lines[p->i];
+      if (!l->blank && (map_colon(l->text, l->len) >= 0 || is_dash(l))) {
+        /* "a: 1\n  b: 2": a plain scalar cannot continue with a mapping or sequence */
+        free(b.s);
+        fail(p, p->i, "unexpected indentation");
+        return NULL;
+      }
       if (!l->blank) {
         size_t lm = strip_comment(l->text, l->len);
         const char *lt = l->text;

@@ -1,6 +1,6 @@
-/* simkit: shared helpers for the simulators (hash map, JSON replies, ids, time).
+/* cmlsim_kit: helpers for cml-sim (hash map, JSON replies, ids, time).
  * Everything here is single-threaded and loop-driven; nothing blocks. */
-#include "simkit.h"
+#include "cmlsim_kit.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
-/* simkit: the small toolkit shared by the simulators (cml-sim, and lds-sim / grading-sim if they
- * want it): a string-keyed hash map, JSON replies over evhttp, UUID4 and RFC 3339 helpers, request
- * body and query access. Built as the static library `lcm_simkit` (cJSON + libevent only). */
-#ifndef LCM_SIMKIT_H
-#define LCM_SIMKIT_H
+/* cmlsim_kit: the small toolkit of cml-sim (lds-sim and grading-sim have their own simkit): a
+ * string-keyed hash map, JSON replies over evhttp, UUID4 and RFC 3339 helpers, request body and
+ * query access. Built as the static library `cmlsim_kit` (cJSON + libevent only). */
+#ifndef LCM_CMLSIM_KIT_H
+#define LCM_CMLSIM_KIT_H
 
 #include <stddef.h>
 #include <stdint.h>
