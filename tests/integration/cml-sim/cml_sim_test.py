@@ -657,6 +657,40 @@ def case_shutdown(args):
             sim.stop()
 
 
+def case_schema(args):
+    """The schema checker itself: it must reject what the spec forbids (so the other cases can fail)."""
+    spec = args.spec_obj
+    tmpl, op = spec.operation("GET", "/labs/90f84e38-a71c-4d57-8d90-00fa8a197385")
+    check(tmpl == "/labs/{lab_id}", f"template {tmpl}")
+    tmpl, _ = spec.operation("PUT", "/labs/a/nodes/b/extract_configuration")
+    check(tmpl == "/labs/{lab_id}/nodes/{node_id}/extract_configuration", f"template {tmpl}")
+    check(spec.operation("GET", "/nonexistent") == (None, None), "unknown path")
+    declared, schema = spec.response_schema(spec.operation("POST", "/import")[1], 200)
+    check(declared and schema == {"$ref": "#/components/schemas/ImportLabResponse"}, f"{schema}")
+    check(spec.response_schema(spec.operation("POST", "/import")[1], 201)[0] is False, "201 undeclared")
+    lab_schema = {"$ref": "#/components/schemas/LabResponse"}
+    good = {"id": "90f84e38-a71c-4d57-8d90-00fa8a197385", "created": "2025-01-02T03:04:05+00:00",
+            "lab_title": "t", "state": "STARTED", "node_count": 1, "link_count": 0,
+            "effective_permissions": ["lab_admin"], "groups": []}
+    check(spec.validate(good, lab_schema) == [], f"good lab: {spec.validate(good, lab_schema)}")
+    bad = [dict(good, state="BOOTED"), dict(good, extra=1), dict(good, id="not-a-uuid"),
+           dict(good, created="yesterday"), dict(good, node_count=-1), dict(good, lab_title=""),
+           dict(good, lab_title=7), {k: v for k, v in good.items() if k != "lab_title"},
+           dict(good, effective_permissions=["root"])]
+    for b in bad:
+        check(spec.validate(b, lab_schema) != [], f"accepted a bad lab: {b}")
+    node = {"$ref": "#/components/schemas/Node"}
+    check(spec.validate({"x": 0, "y": 0, "label": "a", "node_definition": "iosv",
+                         "id": good["id"], "cpus": None}, node) == [], "minimal node")
+    check(spec.validate({"x": 0, "y": 0, "label": "a", "node_definition": "iosv",
+                         "id": good["id"], "cpus": "1"}, node) != [], "cpus must be int or null")
+    check(spec.validate("a.b.c", spec.response_schema(spec.operation("POST", "/authenticate")[1], 200)[1]) == [],
+          "JWT-shaped token")
+    check(spec.validate("x", spec.response_schema(spec.operation("POST", "/authenticate")[1], 200)[1]) != [],
+          "token pattern enforced")
+    check(spec.validate({"code": 1}, {"$ref": "#/components/schemas/Error"}) != [], "Error needs description")
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
