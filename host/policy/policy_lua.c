@@ -420,7 +420,7 @@ static int validate_scale_up(lua_State *L, int idx, struct lcm_policy_call *c)
                     (long long)i, region, tn, t->region);
         lua_pushliteral(L, "count");
         lua_rawget(L, e);
-        lua_Integer count;
+        lua_Integer count = 0;
         if (int_value(L, -1, &count) != 0 || count < 1 || count > LCM_POLICY_MAX_LAUNCH_COUNT)
             INVALID("result[%lld].count must be an integer in 1..%d", (long long)i,
                     LCM_POLICY_MAX_LAUNCH_COUNT);
@@ -559,7 +559,7 @@ static void read_field(lua_State *L, const struct fdesc *d, void *base, const ch
         *(double *)p = lua_tonumber(L, -1);
         break;
     case FT_INT: {
-        lua_Integer v;
+        lua_Integer v = 0;
         if (int_value(L, -1, &v) != 0)
             luaL_error(L, "%s: expected an integer", path);
         *(int64_t *)p = v;
@@ -579,7 +579,7 @@ static void read_field(lua_State *L, const struct fdesc *d, void *base, const ch
             luaL_error(L, "%s: expected an array of licence names", path);
         unsigned set = 0;
         for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
-            unsigned bit;
+            unsigned bit = 0;
             if (lua_type(L, -1) != LUA_TSTRING ||
                 lcm_policy_parse_license(lua_tostring(L, -1), &bit))
                 luaL_error(L, "%s[%d]: expected enterprise|personal|evaluation", path, (int)i);
@@ -691,7 +691,7 @@ static void read_expect(lua_State *L, int idx, enum lcm_policy_kind kind,
             lua_getfield(L, e, "template");
             lua_getfield(L, e, "region");
             lua_getfield(L, e, "count");
-            lua_Integer cnt;
+            lua_Integer cnt = 0;
             if (!lua_isstring(L, -3) || !lua_isstring(L, -2) || int_value(L, -1, &cnt) != 0)
                 luaL_error(L, "%s.expect[%d]: expected {template=, region=, count=}", path, (int)i);
             snprintf(l->template_name, sizeof(l->template_name), "%s", lua_tostring(L, -3));
@@ -769,7 +769,7 @@ static void read_case(lua_State *L, int idx, struct lcm_policy_fixtures *fs,
                 luaL_error(L, "out of memory");
             lua_pushnil(L);
             while (lua_next(L, r) != 0) {
-                lua_Integer cnt;
+                lua_Integer cnt = 0;
                 if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) >= LCM_POLICY_SHORT_MAX ||
                     int_value(L, -1, &cnt) != 0)
                     luaL_error(L, "demand.rejections: expected {reason = count}");
