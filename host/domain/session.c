@@ -692,7 +692,7 @@ int lcm_session_cmd_grading(const struct lcm_session *s, const char *grading_ses
         cJSON_Delete(d);
         d = NULL;
     }
-    return emit(out, "session.grading", d, now, by, err);
+    return emit(out, "session.grading_updated", d, now, by, err);
 }
 
 int lcm_session_cmd_score(const struct lcm_session *s, const cJSON *report, const char *by,
@@ -854,7 +854,7 @@ static int k_apply(void *state, const struct lcm_event *ev, char *err, size_t er
         rc = apply_step(s, d, at);
     } else if (!strcmp(t, "user_session")) {
         rc = apply_user_session(s, d);
-    } else if (!strcmp(t, "grading")) {
+    } else if (!strcmp(t, "grading_updated")) {
         rc = (lcm_jx_str(d, "grading_session_id", &v) >= 0 &&
               (!v || !lcm_set_str(&s->grading.grading_session_id, v)) &&
               lcm_jx_str(d, "status", &v) >= 0 && (!v || !lcm_set_str(&s->grading.status, v)))

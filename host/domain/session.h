@@ -8,7 +8,7 @@
  *   session.lab_bound {lab_record_id, cml_lab_id}   session.ports_assigned {ports{name:n}}
  *   session.step {step, state, error?}              (pipeline progress)
  *   session.user_session {lds_session_id?, login_url?, devices?, status?}
- *   session.grading {grading_session_id?, status?}
+ *   session.grading_updated {grading_session_id?, status?}
  *   session.scored {score, max_score, cut_score?, passed?, sections?, submitted_at?}
  * Index memberships: lcm:idx:session:all, lcm:idx:session:status:<status>,
  * lcm:idx:session:start (sorted set, score = timeslot.start in epoch seconds, or created_at
