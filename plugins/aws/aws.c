@@ -568,7 +568,7 @@ static void aws_complete_ok(struct aws_op *op, const struct lcm_http_resp *resp)
         result = &r.img;
         break;
     case AWS_TAGS:
-        rc = aws_xml_return_true(doc);
+        rc = aws_xml_return_true(doc, "CreateTagsResponse");
         result = NULL;
         break;
     case AWS_METRICS:

@@ -55,8 +55,20 @@ static void put(struct aws_form *f, const char *s, int encode)
         f->cap = cap;
     }
     if (encode) {
+        /* Spaces as '+' like every form encoder (botocore included): moto rebuilds the body
+         * that way before checking the signature, and AWS accepts both. */
         aws_urlencode(f->buf + f->len, f->cap - f->len, s);
-        f->len += strlen(f->buf + f->len);
+        char *w = f->buf + f->len, *r = w;
+        while (*r) {
+            if (r[0] == '%' && r[1] == '2' && r[2] == '0') {
+                *w++ = '+';
+                r += 3;
+            } else {
+                *w++ = *r++;
+            }
+        }
+        *w = '\0';
+        f->len = (size_t)(w - f->buf);
     } else {
         memcpy(f->buf + f->len, s, need);
         f->len += need - 1;

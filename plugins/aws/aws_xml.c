@@ -584,8 +584,11 @@ int aws_xml_datapoints(struct aws_doc *d, struct lcm_cloud_datapoints *out, cons
     return 0;
 }
 
-int aws_xml_return_true(const struct aws_doc *d)
+int aws_xml_return_true(const struct aws_doc *d, const char *root)
 {
-    const char *r = d && d->root ? aws_xml_text(d->root, "return") : NULL;
-    return r && strcmp(r, "true") == 0 ? 0 : -1;
+    if (!d || !d->root || strcmp(d->root->name, root) != 0)
+        return -1;
+    /* EC2 says <return>true</return>; moto leaves it out. Only an explicit false fails. */
+    const char *r = aws_xml_text(d->root, "return");
+    return !r || strcmp(r, "true") == 0 ? 0 : -1;
 }

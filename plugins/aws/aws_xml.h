@@ -57,8 +57,8 @@ int aws_xml_images(struct aws_doc *d, struct lcm_cloud_images *out);
 /* CloudWatch GetMetricDataResponse: the first MetricDataResults member, oldest first. Also
  * returns the NextToken, if any, in *next (may be NULL). */
 int aws_xml_datapoints(struct aws_doc *d, struct lcm_cloud_datapoints *out, const char **next);
-/* CreateTagsResponse: 0 when <return>true</return>. */
-int aws_xml_return_true(const struct aws_doc *d);
+/* A <root> response (e.g. CreateTagsResponse) whose <return> is true or absent: 0. */
+int aws_xml_return_true(const struct aws_doc *d, const char *root);
 
 enum lcm_instance_state aws_state_from_name(const char *name);
 /* "2024-01-02T03:04:05(.mmm)Z" → epoch ms; -1 when it is not that shape. */
