@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "policy.h"
 #include "policy_builtin.h"
 
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
         }
     }
     char err[512];
+    lcm_log_set_level(LCM_LOG_WARN); /* one "policy loaded" line per reload otherwise */
     struct lcm_policy_config cfg = {.dir = dir};
     struct lcm_policy_engine *e = lcm_policy_engine_new(&cfg, err, sizeof(err));
     if (!e) {
