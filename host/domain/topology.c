@@ -148,7 +148,8 @@ int lcm_topology_parse(const char *yaml, struct lcm_topology *out, struct lcm_de
         s = next_line(s, &l);
         if (l.blank)
             continue;
-        if (l.indent == 0) {
+        int top_item = l.indent == 0 && l.len >= 2 && l.p[0] == '-' && l.p[1] == ' ';
+        if (l.indent == 0 && !(in_nodes && top_item)) {
             in_nodes = l.len >= 6 && !memcmp(l.p, "nodes:", 6) &&
                        (l.len == 6 || l.p[6] == ' ');
             if (in_nodes)
