@@ -16,6 +16,18 @@ long long ptu_now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+long long ptu_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+double ptu_cpu_ms_since(long long t0)
+{
+    return (double)(ptu_cpu_ns() - t0) / 1e6;
+}
+
 double ptu_ms_since(long long t0)
 {
     return (double)(ptu_now_ns() - t0) / 1e6;

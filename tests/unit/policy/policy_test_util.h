@@ -18,5 +18,9 @@ int ptu_write_bytes(const char *dir, const char *rel, const void *data, size_t l
 struct lcm_policy_worker ptu_worker(const char *id, double alloc_cpu, int sessions);
 double ptu_ms_since(long long t0_ns);
 long long ptu_now_ns(void);
+/* CPU time of the calling thread: what a policy call really costs the loop, without the
+ * time the test box spent running other processes (the wall clock is checked loosely). */
+long long ptu_cpu_ns(void);
+double ptu_cpu_ms_since(long long t0_ns);
 
 #endif
