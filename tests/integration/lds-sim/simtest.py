@@ -68,8 +68,12 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), H)
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+            request_queue_size = 256  # the default 5 makes bursts of events fail to connect
+
+        self.server = Server(("127.0.0.1", port), H)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -92,6 +96,19 @@ class Receiver:
     def wait_events(self, n, timeout=10.0):
         wait_for(lambda: len(self.events) >= n, timeout, "%d CloudEvents" % n)
         return self.bodies()
+
+    def unique(self):
+        """Events de-duplicated by id (delivery is at least once: a lost answer means a resend)."""
+        seen, out = set(), []
+        for e in self.bodies():
+            if e["id"] not in seen:
+                seen.add(e["id"])
+                out.append(e)
+        return out
+
+    def wait_unique(self, n, timeout=10.0):
+        wait_for(lambda: len(self.unique()) >= n, timeout, "%d distinct CloudEvents" % n)
+        return self.unique()
 
 
 # ------------------------------------------------------------------ simulator process
