@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/redis.h"
 #include "plugin/plugin.h"
+#include "policy/policy.h"
 
 extern char **environ;
 
@@ -37,6 +38,7 @@ struct lcmd {
     struct lcm_httpd *httpd;
     struct lcm_httpc *httpc;
     struct lcm_plugins *plugins;
+    struct lcm_policy_engine *policy;
     struct lcm_embedded_redis embedded;
     struct event *sig_term, *sig_int, *sig_hup;
     time_t started;
@@ -96,6 +98,27 @@ static void h_plugins(struct lcm_req *r, void *ud)
 {
     struct lcmd *d = ud;
     lcm_reply_json(r, 200, lcm_plugins_status_json(d->plugins));
+}
+
+static void h_policies(struct lcm_req *r, void *ud)
+{
+    struct lcmd *d = ud;
+    lcm_reply_json(r, 200, lcm_policy_status_json(d->policy));
+}
+
+static void h_policies_reload(struct lcm_req *r, void *ud)
+{
+    struct lcmd *d = ud;
+    char err[512] = "";
+    int refused = lcm_policy_reload_all(d->policy, 1, err, sizeof(err));
+    lcm_info("policy", "req=%s msg=\"reload requested\" by=%s refused=%d", lcm_req_id(r),
+             lcm_req_subject(r) ? lcm_req_subject(r) : "-", refused);
+    if (refused > 0) {
+        lcm_reply_problem(r, 422, "policy-refused", "Policy refused",
+                          err[0] ? err : "a policy failed to load; the last good one keeps serving", NULL);
+        return;
+    }
+    lcm_reply_json(r, 200, lcm_policy_status_json(d->policy));
 }
 
 static cJSON *read_json_file(const char *path, char *err, size_t errlen)
@@ -171,7 +194,9 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
     struct lcmd *d = ud;
     (void)what;
     if (sig == SIGHUP) {
-        lcm_info("lcmd", "msg=\"SIGHUP: reloading policies\"");
+        char err[512] = "";
+        int refused = lcm_policy_reload_all(d->policy, 1, err, sizeof(err));
+        lcm_info("lcmd", "msg=\"SIGHUP: policies reloaded\" refused=%d err=\"%s\"", refused, err);
         return;
     }
     if (d->stopping) {
@@ -205,6 +230,7 @@ static void teardown(struct lcmd *d)
     /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
     lcm_plugins_shutdown(d->plugins);
     lcm_plugins_free(d->plugins);
+    lcm_policy_engine_free(d->policy);
     lcm_httpc_free(d->httpc);
     lcm_redis_free(d->redis);
     if (d->sig_term)
@@ -379,8 +405,26 @@ int main(int argc, char **argv)
         teardown(&d);
         return 1;
     }
+    struct lcm_policy_config pcfg = {
+        .dir = lcm_config_str(d.cfg, "policy_dir"),
+        .mem_limit = (size_t)lcm_config_int(d.cfg, "policy_mem_limit_mb") << 20,
+        .instr_budget = (uint64_t)lcm_config_int(d.cfg, "policy_instr_budget"),
+        .deadline_ms = (unsigned)lcm_config_int(d.cfg, "policy_deadline_ms"),
+        .watch_interval_ms = (unsigned)lcm_config_int(d.cfg, "policy_watch_interval_ms"),
+        .base = d.base,
+        .metrics = d.metrics,
+    };
+    d.policy = lcm_policy_engine_new(&pcfg, err, sizeof(err));
+    if (!d.policy) {
+        fprintf(stderr, "lcmd: policies: %s\n", err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
     lcm_httpd_set_auth(d.httpd, auth_hook, &d);
     lcm_httpd_route(d.httpd, "GET", "/api/v1/plugins", 0, LCM_PERM_READ, h_plugins, &d);
+    lcm_httpd_route(d.httpd, "GET", "/api/v1/policies", 0, LCM_PERM_READ, h_policies, &d);
+    lcm_httpd_route(d.httpd, "POST", "/api/v1/policies/reload", 0, LCM_PERM_OPERATE, h_policies_reload, &d);
     lcm_httpd_route(d.httpd, "GET", "/healthz", LCM_ROUTE_OPEN, NULL, h_healthz, &d);
     lcm_httpd_route(d.httpd, "GET", "/readyz", LCM_ROUTE_OPEN, NULL, h_readyz, &d);
     lcm_httpd_route(d.httpd, "GET", "/metrics", lcm_config_bool(d.cfg, "metrics_open") ? LCM_ROUTE_OPEN : 0,

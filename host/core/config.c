@@ -29,6 +29,11 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     { "redis_connect_timeout_ms", I, "2000", 10, 60000, NULL, 0, "core", "Timeout for connecting to Redis." },
     { "redis_command_timeout_ms", I, "5000", 10, 600000, NULL, 0, "core", "A Redis command without a reply by then fails (and the connection is re-established)." },
     { "redis_backoff_max_ms", I, "2000", 10, 60000, NULL, 0, "core", "Upper bound of the jittered reconnect backoff." },
+    /* policies */
+    { "policy_mem_limit_mb", I, "16", 1, 1024, NULL, 0, "policy", "Memory cap of each policy's Lua VM." },
+    { "policy_instr_budget", I, "20000000", 1000, 1000000000, NULL, 0, "policy", "VM instructions allowed per policy call." },
+    { "policy_deadline_ms", I, "30", 1, 90, NULL, 0, "policy", "Wall-clock limit per policy call (kept under 100 ms so a policy never stalls the loop)." },
+    { "policy_watch_interval_ms", I, "1000", 100, 60000, NULL, 0, "policy", "How often policy files are checked for changes (hot reload)." },
     /* http server */
     { "http_max_body_bytes", I, "1048576", 1024, 1073741824, NULL, 0, "http", "Largest request body accepted; larger gets 413 without being read." },
     { "http_max_header_bytes", I, "16384", 1024, 1048576, NULL, 0, "http", "Largest request header block accepted; larger is refused (431/400)." },
