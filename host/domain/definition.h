@@ -16,15 +16,10 @@
 #include "events.h"
 #include "history.h"
 #include "kind.h"
+#include "license.h"
 
 struct cJSON;
 
-/* Licence types as bits, so an affinity list is one byte (0 = any). */
-enum lcm_license {
-    LCM_LIC_PERSONAL = 1, LCM_LIC_ENTERPRISE = 2, LCM_LIC_EVALUATION = 4
-};
-const char *lcm_license_name(int lic);   /* single bit → "personal" … */
-int lcm_license_parse(const char *s);    /* → bit, or 0 when unknown */
 
 struct lcm_port_spec {
     char *name;          /* "<label>_<proto>", unique within the template */

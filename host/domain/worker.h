@@ -22,6 +22,7 @@
 #include "fsm.h"
 #include "history.h"
 #include "kind.h"
+#include "license.h"
 #include "ports.h"
 
 struct lcm_template;
