@@ -199,6 +199,24 @@ def test_cancel_shutdown_and_deadline_end_promptly():
         slow.close()
 
 
+def test_session_token_is_sent_and_signed():
+    """moto in auth mode cannot verify STS session credentials, so this checks the wire:
+    the token travels as X-Amz-Security-Token and is covered by the SigV4 signature."""
+    P.reset()
+    D.run("describe", env={"AWS_SESSION_TOKEN": "FQoGZXIvYXdzEXAMPLEtoken//+=="})
+    e = P.log()[0]
+    check(e["security_token"] == "FQoGZXIvYXdzEXAMPLEtoken//+==", e)
+    check("x-amz-security-token" in e["signed_headers"] and "host" in e["signed_headers"], e)
+    check(e["credential_scope"].endswith("/us-east-1/ec2/aws4_request"), e)
+    check("FQoGZXIvYXdzEXAMPLEtoken" not in D.last_stderr, "session token logged")
+    P.reset()
+    D.ok("metrics", "--id", "i-1", "--start-ms", 1_700_000_000_000, "--end-ms",
+         1_700_000_600_000)
+    check(P.log()[0]["credential_scope"].endswith("/us-east-1/monitoring/aws4_request"),
+          P.log())
+    check(P.log()[0]["security_token"] is None, P.log())
+
+
 def teardown():
     for x in (D, P, M):
         if x:
@@ -212,6 +230,7 @@ if __name__ == "__main__":
                    test_backoff_is_jittered, test_5xx_retried_for_launch_with_token_only,
                    test_capacity_not_retried_inside_plugin, test_auth_errors_are_one_request,
                    test_latency_and_timeouts, test_not_found_right_after_launch_is_retried_briefly,
-                   test_cancel_shutdown_and_deadline_end_promptly])
+                   test_cancel_shutdown_and_deadline_end_promptly,
+                   test_session_token_is_sent_and_signed])
     finally:
         teardown()

@@ -13,7 +13,9 @@ Admin API (never forwarded), JSON:
                           "status":503,"times":3,"latency_ms":0}], "latency_ms":0}
                         rules are matched in order; "times" (default: forever) counts down;
                         action "*" matches any; code null = pass through (latency only).
-  GET  /__admin/log     [{"t":mono_s,"action","client_token","status","injected"}, ...]
+  GET  /__admin/log     [{"t":mono_s,"action","client_token","status","injected",
+                          "security_token","signed_headers","credential_scope"}, ...]
+                        (credential_scope omits the access key id)
   POST /__admin/reset   clears rules, latency and the log
 CLI: --port, --upstream http://127.0.0.1:PORT, --fault ACTION:CODE:STATUS[:TIMES],
      --latency-ms N. Prints "listening <port>" once ready.
@@ -119,7 +121,13 @@ def make_handler(state):
             rule, latency = state.match(action)
             if latency:
                 time.sleep(latency / 1000.0)
-            entry = {"t": t, "action": action, "client_token": token, "injected": None}
+            auth = self.headers.get("Authorization") or ""
+            signed = auth.partition("SignedHeaders=")[2].partition(",")[0]
+            entry = {"t": t, "action": action, "client_token": token, "injected": None,
+                     "security_token": self.headers.get("X-Amz-Security-Token"),
+                     "signed_headers": signed.split(";") if signed else [],
+                     "credential_scope": auth.partition("Credential=")[2].partition(",")[0]
+                     .partition("/")[2]}
             if rule and rule.get("code"):
                 status = int(rule.get("status", 503))
                 entry.update(status=status, injected=rule["code"])
