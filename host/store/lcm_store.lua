@@ -34,7 +34,8 @@ end
 --   {per write: kind id expected nev nset ndel nidx nuniq
 --               nev×(type at by data) nset×(field value) ndel×(field)
 --               nidx×(op score member) nuniq×(value ttl_ms mode)}
--- op ∈ sadd srem zadd zrem; mode ∈ set (reserve, idempotent for the same value) del (release
+-- op ∈ sadd srem zadd zrem uadd (a unique set: it may hold only this member, else
+-- DUPLICATE); mode ∈ set (reserve, idempotent for the same value) del (release
 -- when the value matches). Reply: the new version of each aggregate, in order.
 local function append(keys, args)
   local ki, ai = 0, 0
@@ -109,7 +110,7 @@ local function append(keys, args)
         return fail('INVALID', agg .. ': index keys live under lcm:idx:')
       end
       local want
-      if op == 'sadd' or op == 'srem' then want = 'set'
+      if op == 'sadd' or op == 'srem' or op == 'uadd' then want = 'set'
       elseif op == 'zadd' or op == 'zrem' then want = 'zset'
         if op == 'zadd' and tonumber(score) == nil then
           return fail('INVALID', agg .. ': bad score for ' .. key)
@@ -165,6 +166,9 @@ local function append(keys, args)
     for _, ix in ipairs(p.idx) do
       local t = keytype(ix[2])
       if t ~= 'none' and t ~= ix[5] then return fail('INVALID', ix[2] .. ' is a ' .. t) end
+      if ix[1] == 'uadd' and t == 'set' and redis.call('SISMEMBER', ix[2], ix[4]) == 0 then
+        return fail('DUPLICATE', ix[2] .. ' ' .. redis.call('SRANDMEMBER', ix[2]))
+      end
     end
     for _, u in ipairs(p.uniq) do
       local t = keytype(u[1])
@@ -196,6 +200,7 @@ local function append(keys, args)
     if #p.del > 0 then redis.call('HDEL', p.hkey, unpack(p.del)) end
     for _, ix in ipairs(p.idx) do
       if ix[1] == 'zadd' then redis.call('ZADD', ix[2], ix[3], ix[4])
+      elseif ix[1] == 'uadd' then redis.call('SADD', ix[2], ix[4])
       else redis.call(ix[1], ix[2], ix[4]) end
     end
     for _, u in ipairs(p.uniq) do

@@ -341,8 +341,9 @@ static int send_append(struct lcm_store *s, const struct lcm_store_write *w, siz
             w[i].n_events == 0)
             return LCM_STORE_EINVALID;
         nkeys += 2 + w[i].n_indexes + w[i].n_uniques;
-        nargs += 8 + 4 * w[i].n_events + 2 * w[i].n_fields + 3 * w[i].n_indexes +
-                 3 * w[i].n_uniques;
+        nargs += 8 + 4 * w[i].n_events + 3 * w[i].n_indexes + 3 * w[i].n_uniques;
+        for (size_t f = 0; f < w[i].n_fields; f++)
+            nargs += w[i].fields[f].value ? 2 : 1;   /* HSET pair, or HDEL name */
     }
     size_t argc = 3 + nkeys + nargs;
     const char **argv = malloc(argc * sizeof(*argv));
@@ -411,7 +412,7 @@ static int send_append(struct lcm_store *s, const struct lcm_store_write *w, siz
                 goto invalid;
             argv[3 + k++] = ix->key;
             argv[g++] = ix->sorted ? (ix->remove ? "zrem" : "zadd")
-                                   : (ix->remove ? "srem" : "sadd");
+                                   : (ix->remove ? "srem" : ix->unique ? "uadd" : "sadd");
             argv[g++] = ix->sorted && !ix->remove ? arena_printf(&a, "%.17g", ix->score) : "0";
             argv[g++] = ix->member ? ix->member : x->id;
         }
@@ -427,6 +428,10 @@ static int send_append(struct lcm_store *s, const struct lcm_store_write *w, siz
     }
     if (a.oom)
         goto out;
+    if (g != argc || 3 + k != 3 + nkeys) {
+        lcm_error("store", "msg=\"append encoding mismatch (bug)\" argc=%zu filled=%zu", argc, g);
+        goto invalid;
+    }
     for (size_t i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     op->s = s;
@@ -629,12 +634,13 @@ static int diff_change(const struct lcm_kind *k, const void *old, const void *nw
     for (size_t j = 0; j < t->oldi.n; j++) {
         const struct lcm_index_entry *o = &t->oldi.v[j], *n = idx_find(&t->newi, o->key);
         if (!n || n->sorted != o->sorted)
-            t->ops[no++] = (struct lcm_store_index_op){ o->key, o->sorted, 1, 0, NULL };
+            t->ops[no++] = (struct lcm_store_index_op){ o->key, o->sorted, 1, 0, NULL, 0 };
     }
     for (size_t i = 0; i < t->newi.n; i++) {
         const struct lcm_index_entry *n = &t->newi.v[i], *o = idx_find(&t->oldi, n->key);
         if (!o || o->sorted != n->sorted || (n->sorted && o->score != n->score))
-            t->ops[no++] = (struct lcm_store_index_op){ n->key, n->sorted, 0, n->score, NULL };
+            t->ops[no++] = (struct lcm_store_index_op){ n->key, n->sorted, 0, n->score, NULL,
+                                                        n->unique && !n->sorted };
     }
     w->fields = t->fields;
     w->n_fields = nf;

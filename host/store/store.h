@@ -67,6 +67,8 @@ struct lcm_store_index_op {
     int remove;                   /* 0 = SADD/ZADD, 1 = SREM/ZREM */
     double score;                 /* sorted add only */
     const char *member;           /* NULL → the aggregate id */
+    int unique;                   /* set add only: refused (EDUPLICATE) when the set holds
+                                     another member (struct lcm_index_entry.unique) */
 };
 /* A uniqueness reservation lcm:uniq:<name> → value, checked and written in the same atomic
  * call: reserving a name held by a different value fails with LCM_STORE_EDUPLICATE (the
