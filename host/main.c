@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "app.h"
 #include "core/auth.h"
 #include "core/config.h"
 #include "core/embedded.h"
@@ -25,25 +26,10 @@
 #include "core/redis.h"
 #include "plugin/plugin.h"
 #include "policy/policy.h"
+#include "store/store.h"
 
 extern char **environ;
 
-struct lcmd {
-    struct lcm_config *cfg;
-    struct event_base *base;
-    struct lcm_metrics *metrics;
-    struct lcm_auth *auth;
-    struct lcm_jwks *jwks;          /* NULL unless oidc_jwks_file is set */
-    struct lcm_redis *redis;
-    struct lcm_httpd *httpd;
-    struct lcm_httpc *httpc;
-    struct lcm_plugins *plugins;
-    struct lcm_policy_engine *policy;
-    struct lcm_embedded_redis embedded;
-    struct event *sig_term, *sig_int, *sig_hup;
-    time_t started;
-    int stopping;
-};
 
 static void usage(FILE *out)
 {
@@ -67,12 +53,14 @@ static void h_healthz(struct lcm_req *r, void *ud)
 
 static void h_readyz(struct lcm_req *r, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     cJSON *o = cJSON_CreateObject();
     cJSON *checks = cJSON_AddObjectToObject(o, "checks");
     int redis_ok = lcm_redis_connected(d->redis);
     cJSON_AddStringToObject(checks, "redis", redis_ok ? "ok" : "unreachable");
-    int ready = redis_ok && !d->stopping;
+    int store_ok = d->store && lcm_store_loaded(d->store);
+    cJSON_AddStringToObject(checks, "store", store_ok ? "ok" : "loading");
+    int ready = redis_ok && store_ok && !d->stopping;
     cJSON_AddStringToObject(o, "status", ready ? "ready" : "not-ready");
     if (!ready)
         lcm_reply_header(r, "Retry-After", "1");
@@ -81,7 +69,7 @@ static void h_readyz(struct lcm_req *r, void *ud)
 
 static void h_metrics(struct lcm_req *r, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     lcm_metrics_set(d->metrics, "lcm_uptime_seconds", NULL, (double)(time(NULL) - d->started));
     lcm_metrics_set(d->metrics, "lcm_httpc_inflight", NULL, (double)lcm_httpc_inflight(d->httpc));
     size_t len = 0;
@@ -96,19 +84,19 @@ static void h_metrics(struct lcm_req *r, void *ud)
 
 static void h_plugins(struct lcm_req *r, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     lcm_reply_json(r, 200, lcm_plugins_status_json(d->plugins));
 }
 
 static void h_policies(struct lcm_req *r, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     lcm_reply_json(r, 200, lcm_policy_status_json(d->policy));
 }
 
 static void h_policies_reload(struct lcm_req *r, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     char err[512] = "";
     int refused = lcm_policy_reload_all(d->policy, 1, err, sizeof(err));
     lcm_info("policy", "req=%s msg=\"reload requested\" by=%s refused=%d", lcm_req_id(r),
@@ -143,7 +131,7 @@ static cJSON *read_json_file(const char *path, char *err, size_t errlen)
 
 static int auth_hook(struct lcm_req *r, const char *perm, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     const char *h = lcm_req_header(r, "Authorization");
     const char *subject = NULL, *role = NULL;
     struct lcm_jwt_claims claims;
@@ -181,17 +169,75 @@ static int auth_hook(struct lcm_req *r, const char *perm, void *ud)
     return 0;
 }
 
+/* ---- store ---- */
+
+static void store_ready(struct lcm_store *s, int status, void *ud)
+{
+    struct lcm_app *d = ud;
+    (void)s;
+    d->store_ready = status == 0 ? 1 : 0;
+    if (status == 0)
+        lcm_info("store", "msg=\"read models loaded\" definitions=%zu templates=%zu workers=%zu sessions=%zu labs=%zu",
+                 lcm_store_count(d->store, "definition"), lcm_store_count(d->store, "template"),
+                 lcm_store_count(d->store, "worker"), lcm_store_count(d->store, "session"),
+                 lcm_store_count(d->store, "lab"));
+    else
+        lcm_warn("store", "msg=\"loading read models failed; retrying on reconnect\" err=\"%s\"",
+                 lcm_store_strerror(status));
+}
+
+/* Loads the read models once Redis is reachable (and again after a failed load). */
+static void redis_connected(struct lcm_redis *r, void *ud)
+{
+    struct lcm_app *d = ud;
+    (void)r;
+    if (d->store && d->store_ready != 1 && d->store_ready != 2) {
+        d->store_ready = 2;   /* loading */
+        if (lcm_store_start(d->store, store_ready, d) < 0)
+            d->store_ready = 0;
+    }
+}
+
+static int rebuild_status = 1;
+
+static void rebuild_done(struct lcm_store *s, int status, const struct lcm_store_rebuild_stats *st, void *ud)
+{
+    struct lcm_app *d = ud;
+    (void)s;
+    if (status == 0) {
+        printf("rebuilt %zu aggregates from %zu events (%zu skipped, %zu index entries) in %.2f s\n",
+               st->aggregates, st->events, st->skipped, st->index_entries, st->seconds);
+        rebuild_status = 0;
+    } else {
+        fprintf(stderr, "lcmd: rebuild failed: %s\n", lcm_store_strerror(status));
+    }
+    event_base_loopexit(d->base, NULL);
+}
+
+static void rebuild_connected(struct lcm_redis *r, void *ud)
+{
+    struct lcm_app *d = ud;
+    (void)r;
+    if (d->store_ready)
+        return;
+    d->store_ready = 1;
+    if (lcm_store_rebuild(d->store, rebuild_done, d) < 0) {
+        fprintf(stderr, "lcmd: rebuild could not start\n");
+        event_base_loopexit(d->base, NULL);
+    }
+}
+
 /* ---- lifecycle ---- */
 
 static void drained(void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     event_base_loopexit(d->base, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *ud)
 {
-    struct lcmd *d = ud;
+    struct lcm_app *d = ud;
     (void)what;
     if (sig == SIGHUP) {
         char err[512] = "";
@@ -224,9 +270,10 @@ static void raise_fd_limit(long long want)
     }
 }
 
-static void teardown(struct lcmd *d)
+static void teardown(struct lcm_app *d)
 {
     lcm_httpd_free(d->httpd);
+    lcm_store_free(d->store);
     /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
     lcm_plugins_shutdown(d->plugins);
     lcm_plugins_free(d->plugins);
@@ -283,7 +330,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct lcmd d;
+    struct lcm_app d;
     memset(&d, 0, sizeof(d));
     char err[512];
     d.cfg = lcm_config_load(config_file, environ, err, sizeof(err));
@@ -335,7 +382,6 @@ int main(int argc, char **argv)
         lcm_config_free(d.cfg);
         return rc;
     }
-    (void)rebuild;
 
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -374,6 +420,24 @@ int main(int argc, char **argv)
         .backoff_max_ms = (long)lcm_config_int(d.cfg, "redis_backoff_max_ms"),
     };
     d.redis = lcm_redis_new(d.base, d.metrics, &ro);
+    struct lcm_store_opts so = { .no_follow = rebuild };
+    d.store = d.redis ? lcm_store_new(d.base, d.redis, d.metrics, &so, err, sizeof(err)) : NULL;
+    if (!d.store) {
+        fprintf(stderr, "lcmd: store: %s\n", d.redis ? err : "cannot set up Redis");
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
+    if (rebuild) {
+        free(generated);
+        lcm_redis_on_connect(d.redis, rebuild_connected, &d);
+        struct timeval limit = { 600, 0 };
+        event_base_loopexit(d.base, &limit);
+        event_base_dispatch(d.base);
+        teardown(&d);
+        return rebuild_status;
+    }
+    lcm_redis_on_connect(d.redis, redis_connected, &d);
     d.httpc = lcm_httpc_new(d.base, d.metrics);
     struct lcm_httpd_opts ho = {
         .listen = lcm_config_str(d.cfg, "listen"),
