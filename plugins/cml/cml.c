@@ -320,8 +320,9 @@ static int cml_licence_register(void *self, const struct lcm_call *call, const v
         lcm_error_set(err, LCM_E_NOMEM, 1, 0, "out of memory");
         return LCM_E_NOMEM;
     }
+    /* 400 = CML refused the token (final); 409 = registration not possible now (conflict). */
     int rc = start(op, "POST", "/licensing/registration", body, strlen(body), CML_JSON, 1, 0,
-                   statechange_step, err);
+                   noresult_step, err);
     memset(body, 0, strlen(body));       /* the token is a secret */
     free(body);
     return rc;

@@ -973,6 +973,59 @@ static void test_licence_registration(void **state)
     ra.reregister = 1;
     call_op(OP(licence_register), &t, &ra, NULL, &o);
     expect_ok(&o);
+    /* A token CML refuses: final, with CML's reason. */
+    struct lcm_rt_licence_register_args bad = { .token = "not a token!", .reregister = 1 };
+    call_op(OP(licence_register), &t, &bad, NULL, &o);
+    assert_int_equal(o.code, LCM_E_REMOTE);
+    assert_int_equal(o.retryable, 0);
+    assert_int_equal(o.http_status, 400);
+    assert_non_null(strstr(o.message, "Invalid registration token"));
+}
+
+/* A second instance with health_in_readiness: system_info also asks /system_health. */
+static void test_health_in_readiness(void **state)
+{
+    char dir[400], dst[460];
+    snprintf(dir, sizeof dir, "%s/plugins-health", tmpdir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    snprintf(dst, sizeof dst, "%s/lcm-cml.so", dir);
+    assert_int_equal(copy_file(CML_PLUGIN, dst, 0755), 0);
+    cJSON *cfg = cJSON_Parse("{\"cml\":{\"health_in_readiness\":true}}");
+    struct lcm_plugin_host_ctx ctx = { .base = base, .httpc = httpc, .metrics = metrics,
+                                       .config = cfg };
+    char err[256];
+    struct lcm_plugins *main_reg = reg;
+    reg = lcm_plugins_load(dir, &ctx, err, sizeof err);
+    cJSON_Delete(cfg);
+    assert_non_null(reg);
+    assert_int_equal(lcm_plugins_count(reg), 1);
+
+    struct target t = { .instance = "w-health" };
+    struct outcome o;
+    call_op(OP(system_info), &t, NULL, conv_sysinfo, &o);
+    expect_ok(&o);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o.res, "ready")));
+    outcome_free(&o);
+    /* authenticate + system_information + system_health */
+    assert_true(ctrl_num("w-health", "requests") == 3);
+    /* Not ready: CML says so before any health check. */
+    assert_int_equal(sim_admin("PATCH", "/_sim/controllers/w-health", "{\"ready\":false}", NULL),
+                     200);
+    call_op(OP(system_info), &t, NULL, conv_sysinfo, &o);
+    expect_ok(&o);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(o.res, "ready")));
+    outcome_free(&o);
+    assert_true(ctrl_num("w-health", "requests") == 4);
+    /* The health check needs credentials. */
+    assert_int_equal(sim_admin("PATCH", "/_sim/controllers/w-health", "{\"ready\":true}", NULL),
+                     200);
+    struct target tw = { .instance = "w-health", .credentials = "WRONG" };
+    call_op(OP(system_info), &tw, NULL, conv_sysinfo, &o);
+    assert_int_equal(o.code, LCM_E_AUTH);
+
+    lcm_plugins_free(reg);
+    reg = main_reg;
 }
 
 static void test_activity(void **state)
@@ -1061,6 +1114,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_credentials, per_test_teardown),
         cmocka_unit_test_teardown(test_errors_and_timeouts, per_test_teardown),
         cmocka_unit_test_teardown(test_licence_registration, per_test_teardown),
+        cmocka_unit_test_teardown(test_health_in_readiness, per_test_teardown),
         cmocka_unit_test_teardown(test_activity, per_test_teardown),
         cmocka_unit_test_teardown(test_cancel, per_test_teardown),
         cmocka_unit_test_teardown(test_shutdown_completes_inflight, per_test_teardown),
