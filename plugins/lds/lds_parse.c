@@ -1,0 +1,444 @@
+/* Pure helpers of the lds plugin: defensive parsers for LDS answers (any byte string in, a
+ * bounded and checked result or LCM_E_PROTO out), the request bodies, URL escaping and the
+ * rewriting of launch URLs onto the region's frontend. */
+#include "lds_parse.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#define LDS_MAX_BODY (8u << 20)
+
+static void set_why(char *why, size_t whylen, const char *msg)
+{
+    if (why && whylen)
+        snprintf(why, whylen, "%s", msg);
+}
+
+static cJSON *parse(const char *body, size_t len, char *why, size_t whylen)
+{
+    if (!body || len == 0) {
+        set_why(why, whylen, "empty body");
+        return NULL;
+    }
+    if (len > LDS_MAX_BODY) {
+        set_why(why, whylen, "body too large");
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j)
+        set_why(why, whylen, "not JSON");
+    return j;
+}
+
+int lds_id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > LDS_MAX_ID)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!(isalnum(c) || c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
+}
+
+/* A string member that fits cap (with its NUL); NULL when absent, not a string or too long. */
+static const char *str_member(const cJSON *o, const char *k, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsString(v) || !v->valuestring || strlen(v->valuestring) + 1 > cap)
+        return NULL;
+    return v->valuestring;
+}
+
+int lds_parse_created(const char *body, size_t len, char *id, size_t cap, char *why,
+                      size_t whylen)
+{
+    cJSON *j = parse(body, len, why, whylen);
+    if (!j)
+        return LCM_E_PROTO;
+    int rc = LCM_E_PROTO;
+    char cand[LDS_MAX_ID + 1] = "";
+    if (!cJSON_IsObject(j)) {
+        set_why(why, whylen, "creation answer is not an object");
+        goto out;
+    }
+    const char *sid = str_member(j, "session_id", sizeof cand);
+    if (sid) {
+        snprintf(cand, sizeof cand, "%s", sid);
+    } else {
+        /* location: http://…/reservations/v3/lab_session/<uuid> */
+        const cJSON *loc = cJSON_GetObjectItemCaseSensitive(j, "location");
+        if (cJSON_IsString(loc) && loc->valuestring) {
+            const char *s = loc->valuestring;
+            size_t n = strlen(s);
+            while (n > 0 && s[n - 1] == '/')
+                n--;
+            size_t b = n;
+            while (b > 0 && s[b - 1] != '/')
+                b--;
+            if (n > b && n - b <= LDS_MAX_ID) {
+                memcpy(cand, s + b, n - b);
+                cand[n - b] = '\0';
+            }
+        }
+    }
+    if (!lds_id_ok(cand)) {
+        set_why(why, whylen, "creation answer has no usable session_id");
+        goto out;
+    }
+    if (strlen(cand) + 1 > cap) {
+        set_why(why, whylen, "session id too long");
+        goto out;
+    }
+    memcpy(id, cand, strlen(cand) + 1);
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+int lds_parse_session(const char *body, size_t len, struct lds_session_info *out, char *why,
+                      size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *j = parse(body, len, why, whylen);
+    if (!j)
+        return LCM_E_PROTO;
+    int rc = LCM_E_PROTO;
+    if (!cJSON_IsObject(j)) {
+        set_why(why, whylen, "session is not an object");
+        goto out;
+    }
+    const char *id = str_member(j, "id", sizeof out->id);
+    if (!id || !lds_id_ok(id)) {
+        set_why(why, whylen, "session has no usable id");
+        goto out;
+    }
+    snprintf(out->id, sizeof out->id, "%s", id);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "state");
+    if (cJSON_IsString(st) && st->valuestring) {
+        if (strlen(st->valuestring) > LDS_MAX_STATE) {
+            set_why(why, whylen, "session state too long");
+            goto out;
+        }
+        snprintf(out->state, sizeof out->state, "%s", st->valuestring);
+    } else if (st && !cJSON_IsNull(st)) {
+        set_why(why, whylen, "session state is not a string");
+        goto out;
+    }
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(j, "is_finalized");
+    if (fin && !cJSON_IsBool(fin) && !cJSON_IsNull(fin)) {
+        set_why(why, whylen, "is_finalized is not a boolean");
+        goto out;
+    }
+    out->is_finalized = cJSON_IsTrue(fin);
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(j, "session_parts");
+    if (parts && !cJSON_IsArray(parts) && !cJSON_IsNull(parts)) {
+        set_why(why, whylen, "session_parts is not an array");
+        goto out;
+    }
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(j, "current_session_part");
+    long idx = 1;
+    if (cJSON_IsNumber(cur) && cur->valuedouble >= 1 && cur->valuedouble <= 1000)
+        idx = (long)cur->valuedouble;
+    const cJSON *part = cJSON_IsArray(parts) ? cJSON_GetArrayItem(parts, (int)(idx - 1)) : NULL;
+    if (!part && cJSON_IsArray(parts))
+        part = cJSON_GetArrayItem(parts, 0);
+    if (cJSON_IsObject(part)) {
+        const char *ps = str_member(part, "session_part_state", sizeof out->part_state);
+        if (ps) {
+            snprintf(out->part_state, sizeof out->part_state, "%s", ps);
+            out->has_part_state = 1;
+        }
+    }
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+int lds_parse_launch_url(const char *body, size_t len, char *url, size_t cap, char *why,
+                         size_t whylen)
+{
+    cJSON *j = parse(body, len, why, whylen);
+    if (!j)
+        return LCM_E_PROTO;
+    int rc = LCM_E_PROTO;
+    const cJSON *u = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "url") : NULL;
+    if (!cJSON_IsString(u) || !u->valuestring || !u->valuestring[0]) {
+        set_why(why, whylen, "launch answer has no url");
+        goto out;
+    }
+    if (strlen(u->valuestring) + 1 > cap || strlen(u->valuestring) > LDS_MAX_URL) {
+        set_why(why, whylen, "launch url too long");
+        goto out;
+    }
+    memcpy(url, u->valuestring, strlen(u->valuestring) + 1);
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+int lds_parse_devices(const char *body, size_t len, size_t *n, char *why, size_t whylen)
+{
+    *n = 0;
+    cJSON *j = parse(body, len, why, whylen);
+    if (!j)
+        return LCM_E_PROTO;
+    int rc = LCM_E_PROTO;
+    if (!cJSON_IsArray(j)) {
+        set_why(why, whylen, "devices answer is not an array");
+        goto out;
+    }
+    const cJSON *d;
+    cJSON_ArrayForEach(d, j)
+    {
+        if (!cJSON_IsObject(d)) {
+            set_why(why, whylen, "device is not an object");
+            goto out;
+        }
+        (*n)++;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* Appends printable text of s to out (at *o), replacing controls and quotes. */
+static void append_text(char *out, size_t cap, size_t *o, const char *s)
+{
+    for (; s && *s && *o + 1 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        out[(*o)++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
+    }
+    out[*o] = '\0';
+}
+
+void lds_parse_error_text(const char *body, size_t len, char *out, size_t cap)
+{
+    if (!out || cap == 0)
+        return;
+    out[0] = '\0';
+    size_t o = 0;
+    if (!body || len == 0)
+        return;
+    cJSON *j = len <= LDS_MAX_BODY ? cJSON_ParseWithLength(body, len) : NULL;
+    if (cJSON_IsObject(j)) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+        if (!cJSON_IsString(m))
+            m = cJSON_GetObjectItemCaseSensitive(j, "detail");
+        if (cJSON_IsString(m))
+            append_text(out, cap, &o, m->valuestring);
+        const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors");
+        const cJSON *e;
+        int first = 1;
+        if (cJSON_IsObject(errs)) {
+            cJSON_ArrayForEach(e, errs)
+            {
+                append_text(out, cap, &o, first ? (o ? " (" : "(") : ", ");
+                first = 0;
+                append_text(out, cap, &o, e->string);
+                if (cJSON_IsString(e)) {
+                    append_text(out, cap, &o, ": ");
+                    append_text(out, cap, &o, e->valuestring);
+                }
+            }
+            if (!first)
+                append_text(out, cap, &o, ")");
+        }
+        cJSON_Delete(j);
+        return;
+    }
+    cJSON_Delete(j);
+    /* Not JSON: the start of the body as printable text (proxies answer HTML/plain text). */
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < n && i < 160; i++) {
+        unsigned char c = (unsigned char)body[i];
+        out[o++] = c < 0x20 || c >= 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+}
+
+int lds_path_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    if (!s || !out || cap == 0)
+        return -1;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = (char)c;
+        } else {
+            if (o + 3 >= cap)
+                return -1;
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static int url_chars_ok(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static int http_scheme(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t cap, char *why,
+                       size_t whylen)
+{
+    const char *rest;
+    int fe = frontend && *frontend;
+    if (!url || !*url || !out || cap == 0) {
+        set_why(why, whylen, "empty launch url");
+        return -1;
+    }
+    if (fe && (!http_scheme(frontend) || !url_chars_ok(frontend))) {
+        set_why(why, whylen, "frontend url is not an http(s) URL");
+        return -1;
+    }
+    if (url[0] == '/' && url[1] != '/') {
+        rest = url;                        /* relative: path[?query] */
+    } else if (http_scheme(url)) {
+        if (!fe) {
+            rest = NULL;
+        } else {
+            const char *h = strstr(url, "://") + 3;
+            rest = h + strcspn(h, "/?#");  /* path after the origin (may be "") */
+        }
+    } else {
+        set_why(why, whylen, "launch url is neither http(s) nor relative");
+        return -1;
+    }
+    int n;
+    if (!rest) {
+        n = snprintf(out, cap, "%s", url);
+    } else if (!fe) {
+        set_why(why, whylen, "relative launch url and no frontend url configured");
+        return -1;
+    } else {
+        size_t fl = strlen(frontend);
+        while (fl > 0 && frontend[fl - 1] == '/')
+            fl--;
+        if (*rest && *rest != '/')
+            n = snprintf(out, cap, "%.*s/%s", (int)fl, frontend, rest);
+        else
+            n = snprintf(out, cap, "%.*s%s", (int)fl, frontend, rest);
+    }
+    if (n < 0 || (size_t)n >= cap || (size_t)n > LDS_MAX_URL) {
+        set_why(why, whylen, "launch url too long");
+        return -1;
+    }
+    if (!url_chars_ok(out) || !http_scheme(out)) {
+        set_why(why, whylen, "launch url has characters not allowed in a URL");
+        return -1;
+    }
+    return 0;
+}
+
+void lds_rfc3339(int64_t ms, char *out, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "1970-01-01T00:00:00Z");
+}
+
+char *lds_build_create_body(const struct lcm_lds_create_args *a,
+                            const struct lds_create_defaults *d, int64_t now_ms)
+{
+    char ts[40];
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int ok = 1;
+#define ADD_S(k, v) ok = ok && cJSON_AddStringToObject(o, k, v) != NULL
+    ADD_S("origin", d->origin);
+    ADD_S("auth_id", a->external_id);
+    ADD_S("auth_id_type", d->auth_id_type);
+    ADD_S("candidate_id", a->candidate_id);
+    ADD_S("location", d->location);
+    ok = ok && cJSON_AddNumberToObject(o, "timezone_offset", d->timezone_offset) != NULL;
+    ADD_S("first_name", a->first_name && *a->first_name ? a->first_name : "-");
+    ADD_S("last_name", a->last_name && *a->last_name ? a->last_name : "-");
+    ADD_S("rack_group", d->rack_group);
+    ADD_S("rack_number", d->rack_number);
+    lds_rfc3339(a->timeslot_start_ms > 0 ? a->timeslot_start_ms : now_ms, ts, sizeof ts);
+    ADD_S("scheduled_date", ts);
+    if (a->email && *a->email)
+        ADD_S("email_address", a->email);
+    if (a->timeslot_end_ms > 0) {
+        lds_rfc3339(a->timeslot_end_ms, ts, sizeof ts);
+        ADD_S("user_timeslot_end", ts);
+    }
+#undef ADD_S
+    if (a->max_length_minutes > 0)
+        ok = ok && cJSON_AddNumberToObject(o, "max_length_minutes", a->max_length_minutes);
+    cJSON *parts = ok ? cJSON_AddArrayToObject(o, "session_parts") : NULL;
+    cJSON *p = parts ? cJSON_CreateObject() : NULL;
+    if (p) {
+        cJSON_AddItemToArray(parts, p);
+        ok = cJSON_AddStringToObject(p, "repository_type", "minio") &&
+             cJSON_AddStringToObject(p, "form_qualified_name", a->form_qualified_name);
+    }
+    char *s = ok && p ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
+char *lds_build_devices_body(const struct lcm_lds_device *v, size_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *d = cJSON_CreateObject();
+        if (!d) {
+            ok = 0;
+            break;
+        }
+        cJSON_AddItemToArray(arr, d);
+        ok = cJSON_AddStringToObject(d, "device_label", v[i].device_label) &&
+             cJSON_AddStringToObject(d, "protocol", v[i].protocol) &&
+             cJSON_AddStringToObject(d, "host", v[i].host);
+        if (ok && v[i].port > 0)
+            ok = cJSON_AddNumberToObject(d, "port", v[i].port) != NULL;
+        if (ok && v[i].password && *v[i].password)
+            ok = cJSON_AddStringToObject(d, "password", v[i].password) != NULL;
+    }
+    char *s = ok ? cJSON_PrintUnformatted(arr) : NULL;
+    /* The tree holds passwords too: wipe them before freeing. */
+    cJSON *d;
+    cJSON_ArrayForEach(d, arr)
+    {
+        cJSON *pw = cJSON_GetObjectItemCaseSensitive(d, "password");
+        if (cJSON_IsString(pw) && pw->valuestring)
+            memset(pw->valuestring, 0, strlen(pw->valuestring));
+    }
+    cJSON_Delete(arr);
+    return s;
+}
