@@ -324,7 +324,7 @@ def t_thousand_concurrent():
             dups = len(rec.events) - n
             rss1 = sim.rss_kb()
             print("     figures: %d sessions created and graded (%d concurrently grading) in %.2fs, "
-                  "all %d completed events in %.2fs (%d redelivered), RSS %d -> %d KiB (ASan build)"
+                  "all %d completed events in %.2fs (%d redelivered), RSS %d -> %d KiB"
                   % (n, busy, t_req, n, t_all, dups, rss0, rss1))
     finally:
         rec.stop()

@@ -376,7 +376,7 @@ def t_thousand_sessions():
             check(lst["count"] == n, "listed %d" % lst["count"])
             rss1 = sim.rss_kb()
             print("     figures: %d sessions create+devices %.2fs (%.2f ms each), %d events "
-                  "delivered in %.2fs, RSS %d -> %d KiB (ASan build)"
+                  "delivered in %.2fs, RSS %d -> %d KiB"
                   % (n, t_create, 1000 * t_create / n, n, t_events, rss0, rss1))
     finally:
         rec.stop()

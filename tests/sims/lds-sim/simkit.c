@@ -706,11 +706,11 @@ static void post_start(struct post *p)
         evhttp_add_header(h, "Authorization", auth);
     }
     evbuffer_add(evhttp_request_get_output_buffer(req), p->body, strlen(p->body));
-    if (evhttp_make_request(p->conn, req, EVHTTP_REQ_POST, kit->lcm_path) != 0) {
-        /* on an immediate failure libevent leaves the request to us */
-        evhttp_request_free(req);
+    /* A refused connect calls post_done_cb from inside this call (status 0) and returns 0. -1 only
+     * comes from allocation failures, after which libevent 2.1 may or may not have freed req, so
+     * it is not freed here: a possible leak when out of memory beats a double free. */
+    if (evhttp_make_request(p->conn, req, EVHTTP_REQ_POST, kit->lcm_path) != 0)
         post_done_cb(NULL, p);
-    }
 }
 
 /* Records an event in the ring and queues its post (when lcmd is configured). */
