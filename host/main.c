@@ -16,6 +16,8 @@
 
 #include "app.h"
 #include "core/auth.h"
+#include "ctl/ctl.h"
+#include "ctl/controllers.h"
 #include "core/config.h"
 #include "core/embedded.h"
 #include "core/httpc.h"
@@ -61,6 +63,10 @@ static void h_readyz(struct lcm_req *r, void *ud)
     int store_ok = d->store && lcm_store_loaded(d->store);
     cJSON_AddStringToObject(checks, "store", store_ok ? "ok" : "loading");
     int ready = redis_ok && store_ok && !d->stopping;
+    if (d->ctl) {
+        cJSON_AddStringToObject(o, "role", lcm_ctl_is_leader(d->ctl) ? "leader" : "follower");
+        cJSON_AddStringToObject(o, "holder", lcm_ctl_holder(d->ctl));
+    }
     cJSON_AddStringToObject(o, "status", ready ? "ready" : "not-ready");
     if (!ready)
         lcm_reply_header(r, "Retry-After", "1");
@@ -176,6 +182,8 @@ static void store_ready(struct lcm_store *s, int status, void *ud)
     struct lcm_app *d = ud;
     (void)s;
     d->store_ready = status == 0 ? 1 : 0;
+    if (status == 0 && d->ctl)
+        lcm_ctl_start(d->ctl);
     if (status == 0)
         lcm_info("store", "msg=\"read models loaded\" definitions=%zu templates=%zu workers=%zu sessions=%zu labs=%zu",
                  lcm_store_count(d->store, "definition"), lcm_store_count(d->store, "template"),
@@ -232,7 +240,9 @@ static void rebuild_connected(struct lcm_redis *r, void *ud)
 static void drained(void *ud)
 {
     struct lcm_app *d = ud;
-    event_base_loopexit(d->base, NULL);
+    /* A short grace lets queued Redis writes (the lease release) reach the server. */
+    struct timeval tv = { 0, 100 * 1000 };
+    event_base_loopexit(d->base, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *ud)
@@ -251,6 +261,7 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
         return;
     }
     d->stopping = 1;
+    lcm_ctl_shutdown(d->ctl);
     lcm_info("lcmd", "msg=\"shutting down\" signal=%d inflight=%zu", (int)sig, lcm_httpd_inflight(d->httpd));
     lcm_httpd_shutdown(d->httpd, 5000, drained, d);
 }
@@ -273,6 +284,9 @@ static void raise_fd_limit(long long want)
 static void teardown(struct lcm_app *d)
 {
     lcm_httpd_free(d->httpd);
+    lcm_ctl_shutdown(d->ctl);
+    lcm_controllers_free(d);
+    lcm_ctl_free(d->ctl);
     lcm_store_free(d->store);
     /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
     lcm_plugins_shutdown(d->plugins);
@@ -438,6 +452,13 @@ int main(int argc, char **argv)
         return rebuild_status;
     }
     lcm_redis_on_connect(d.redis, redis_connected, &d);
+    d.ctl = lcm_ctl_new(&d, err, sizeof(err));
+    if (!d.ctl) {
+        fprintf(stderr, "lcmd: controllers: %s\n", err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
     d.httpc = lcm_httpc_new(d.base, d.metrics);
     struct lcm_httpd_opts ho = {
         .listen = lcm_config_str(d.cfg, "listen"),
@@ -481,6 +502,12 @@ int main(int argc, char **argv)
     d.policy = lcm_policy_engine_new(&pcfg, err, sizeof(err));
     if (!d.policy) {
         fprintf(stderr, "lcmd: policies: %s\n", err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
+    if (lcm_controllers_init(&d, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lcmd: controllers: %s\n", err);
         free(generated);
         teardown(&d);
         return 1;

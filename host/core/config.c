@@ -29,6 +29,9 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     { "redis_connect_timeout_ms", I, "2000", 10, 60000, NULL, 0, "core", "Timeout for connecting to Redis." },
     { "redis_command_timeout_ms", I, "5000", 10, 600000, NULL, 0, "core", "A Redis command without a reply by then fails (and the connection is re-established)." },
     { "redis_backoff_max_ms", I, "2000", 10, 60000, NULL, 0, "core", "Upper bound of the jittered reconnect backoff." },
+    /* controllers */
+    { "lease_ttl_ms", I, "5000", 300, 600000, NULL, 0, "controllers", "Leader lease TTL; a dead leader is replaced within this time. Renewed every third of it." },
+    { "leader_holder", S, NULL, 0, 0, NULL, 0, "controllers", "Name this replica uses in the lease (default hostname-pid-random)." },
     /* policies */
     { "policy_mem_limit_mb", I, "16", 1, 1024, NULL, 0, "policy", "Memory cap of each policy's Lua VM." },
     { "policy_instr_budget", I, "20000000", 1000, 1000000000, NULL, 0, "policy", "VM instructions allowed per policy call." },
