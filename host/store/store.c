@@ -38,9 +38,9 @@ void lcm_store_now(char *buf, size_t cap)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000);
+    char day[32];
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%.20s.%03dZ", day, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 /* ---- function library ---------------------------------------------------------------- */
