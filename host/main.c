@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/redis.h"
+#include "core/static.h"
 #include "plugin/plugin.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -513,6 +514,7 @@ int main(int argc, char **argv)
         return 1;
     }
     lcm_httpd_set_auth(d.httpd, auth_hook, &d);
+    lcm_httpd_set_fallback(d.httpd, lcm_static_serve, (void *)lcm_config_str(d.cfg, "ui_dir"));
     lcm_httpd_route(d.httpd, "GET", "/api/v1/plugins", 0, LCM_PERM_READ, h_plugins, &d);
     lcm_httpd_route(d.httpd, "GET", "/api/v1/policies", 0, LCM_PERM_READ, h_policies, &d);
     lcm_httpd_route(d.httpd, "POST", "/api/v1/policies/reload", 0, LCM_PERM_OPERATE, h_policies_reload, &d);

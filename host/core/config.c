@@ -23,6 +23,7 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     { "plugin_dir", S, LCM_DEFAULT_PLUGIN_DIR, 0, 0, NULL, 0, "core", "Directory provider plugins (lcm-*.so) are loaded from; nothing outside it is loaded." },
     { "plugin_config_file", S, NULL, 0, 0, NULL, 0, "core", "JSON file with provider plugin settings: {\"<plugin>\": {\"<key>\": value}}. Environment LCM_PLUGIN_<NAME>_<KEY> overrides a key; secrets belong in the environment." },
     { "policy_dir", S, LCM_DEFAULT_POLICY_DIR, 0, 0, NULL, 0, "core", "Directory with placement.lua, scale_up.lua, scale_down.lua." },
+    { "ui_dir", S, LCM_SOURCE_DIR "/ui", 0, 0, NULL, 0, "core", "Directory of the operator dashboard's static files, served at / (no token needed for the files; the API needs one)." },
     { "log_level", E, "info", 0, 0, "debug|info|warn|error", 0, "core", "Minimum level of log lines written to stderr." },
     { "redis_server", S, "redis-server", 0, 0, NULL, 0, "core", "redis-server binary used for the embedded Redis." },
     { "redis_appendfsync", E, "everysec", 0, 0, "everysec|always", 0, "core", "AOF fsync policy of the embedded Redis (see docs/redis-layout.md for what each may lose)." },
@@ -437,6 +438,8 @@ void lcm_config_write_docs(FILE *out)
             def = "build/plugins";
         else if (k->def && strcmp(k->name, "policy_dir") == 0)
             def = "policies/";
+        else if (k->def && strcmp(k->name, "ui_dir") == 0)
+            def = "ui/";
         fprintf(out, "| `%s` | `%s` | %s | `%s` | %s |\n", k->name, env, type, def, k->desc);
     }
 }

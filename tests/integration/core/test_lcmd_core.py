@@ -133,6 +133,43 @@ def test_endpoints_and_auth():
     check(rc == 0, f"lcmd exit code {rc} (ASan/LSan report?):\n{proc.stderr()[-3000:]}")
 
 
+def test_static_files():
+    import socket
+    d = tempfile.mkdtemp(prefix="lcm-ui-")
+    os.makedirs(os.path.join(d, "js"))
+    with open(os.path.join(d, "index.html"), "w") as f:
+        f.write("<!doctype html><title>LCM</title>")
+    with open(os.path.join(d, "js", "app.js"), "w") as f:
+        f.write("export const x = 1;")
+    outside = os.path.join(os.path.dirname(d), "secret.txt")
+    with open(outside, "w") as f:
+        f.write("TOPSECRET-CONTENT-42")
+    r = Redis()
+    lc = Lcmd(r.url, env={"LCM_UI_DIR": d})
+    try:
+        st, hd, body = http_json("GET", lc.url + "/")
+        check(st == 200 and hd["Content-Type"].startswith("text/html"), (st, hd))
+        st, hd, _ = http_json("GET", lc.url + "/js/app.js")
+        check(st == 200 and hd["Content-Type"].startswith("text/javascript"), hd)
+        for path in ["/../secret.txt", "/%2e%2e/secret.txt", "/js/../../secret.txt", "/nope.js"]:
+            s = socket.create_connection(("127.0.0.1", lc.port))
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            resp = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                resp += chunk
+            s.close()
+            check(b"TOPSECRET-CONTENT-42" not in resp.split(b"\r\n\r\n", 1)[-1], f"{path} escaped the ui dir")
+            check(resp.startswith(b"HTTP/1.1 404") or resp.startswith(b"HTTP/1.1 400"), (path, resp[:60]))
+        st, _, _ = http_json("GET", lc.url + "/api/v1/unknown")
+        check(st == 401, "API paths are not static files")
+    finally:
+        lc.stop()
+        r.close()
+
+
 def test_clean_shutdown_with_traffic():
     import threading
     r = Redis()
@@ -161,5 +198,5 @@ def test_clean_shutdown_with_traffic():
 
 
 run_tests([test_version_and_help, test_check_config_defaults_file_env, test_check_config_rejects_invalid,
-           test_config_docs_current, test_operator_guide_lists_every_key, test_embedded_redis_and_token, test_endpoints_and_auth,
+           test_config_docs_current, test_operator_guide_lists_every_key, test_embedded_redis_and_token, test_endpoints_and_auth, test_static_files,
            test_clean_shutdown_with_traffic])
