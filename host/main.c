@@ -286,15 +286,18 @@ static void teardown(struct lcm_app *d)
 {
     lcm_httpd_free(d->httpd);
     lcm_ctl_shutdown(d->ctl);
+    /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
+    lcm_plugins_shutdown(d->plugins);
+    /* Redis before its users: pending callbacks run (with NULL replies) while the store,
+     * the controllers and the API still exist. */
+    lcm_redis_free(d->redis);
+    d->redis = NULL;
     lcm_controllers_free(d);
     lcm_ctl_free(d->ctl);
     lcm_store_free(d->store);
-    /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
-    lcm_plugins_shutdown(d->plugins);
     lcm_plugins_free(d->plugins);
     lcm_policy_engine_free(d->policy);
     lcm_httpc_free(d->httpc);
-    lcm_redis_free(d->redis);
     if (d->sig_term)
         event_free(d->sig_term);
     if (d->sig_int)
