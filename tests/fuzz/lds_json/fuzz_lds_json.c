@@ -1,0 +1,71 @@
+/* Fuzz target over the lds plugin's response parsers and URL helpers (lds_parse.c): every
+ * parser sees every input, and whatever they accept must hold their promises (ids URL-safe,
+ * strings NUL-terminated within bounds, launch URLs http(s) without controls). libFuzzer entry
+ * point; replay.c runs the corpus as a ctest. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lds_parse.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_url(const char *u)
+{
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        abort();
+    for (; *u; u++)
+        if ((unsigned char)*u <= 0x20 || (unsigned char)*u >= 0x7f)
+            abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *b = (const char *)data;
+    char id[LDS_MAX_ID + 1], why[128], text[160], url[LDS_MAX_URL + 1], out[LDS_MAX_URL + 1];
+    if (lds_parse_created(b, size, id, sizeof id, why, sizeof why) == 0 && !lds_id_ok(id))
+        abort();
+    struct lds_session_info si;
+    if (lds_parse_session(b, size, &si, why, sizeof why) == 0) {
+        if (!lds_id_ok(si.id) || strlen(si.state) > LDS_MAX_STATE ||
+            strlen(si.part_state) > LDS_MAX_STATE || (si.is_finalized & ~1))
+            abort();
+    }
+    if (lds_parse_launch_url(b, size, url, sizeof url, why, sizeof why) == 0) {
+        if (strlen(url) > LDS_MAX_URL)
+            abort();
+        if (lds_launch_rewrite(url, "https://learn.example.test/base", out, sizeof out, why,
+                               sizeof why) == 0)
+            check_url(out);
+        if (lds_launch_rewrite(url, NULL, out, sizeof out, why, sizeof why) == 0)
+            check_url(out);
+    }
+    size_t n;
+    lds_parse_devices(b, size, &n, why, sizeof why);
+    lds_parse_error_text(b, size, text, sizeof text);
+    if (strlen(text) >= sizeof text)
+        abort();
+    for (const char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == '"')
+            abort();
+
+    /* The raw bytes as a launch URL / FQN (NUL-terminated copy). */
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    if (lds_launch_rewrite(s, "http://f.example", out, sizeof out, why, sizeof why) == 0)
+        check_url(out);
+    char enc[3 * 512 + 1];
+    if (strlen(s) < 512 && lds_path_escape(s, enc, sizeof enc) >= 0) {
+        for (const char *p = enc; *p; p++)
+            if (!(*p == '%' || *p == '-' || *p == '.' || *p == '_' || *p == '~' ||
+                  (*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= 'a' && *p <= 'z')))
+                abort();
+    }
+    free(s);
+    return 0;
+}
