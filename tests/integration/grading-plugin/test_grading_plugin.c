@@ -493,6 +493,17 @@ static void test_cancel(void **state)
     assert_int_equal(lcm_plugins_inflight(pt_reg), 0);
 }
 
+/* No client secret, token or interface password ever reaches a log line. */
+static void test_no_secrets_logged(void **state)
+{
+    assert_true(pt_log_contains("msg=\"grading token fetched\""));   /* the log is captured */
+    assert_false(pt_log_contains(SECRET));
+    assert_false(pt_log_contains("s3cret"));
+    assert_false(pt_log_contains("not-the-secret"));
+    assert_false(pt_log_contains("cisco123"));
+    assert_false(pt_log_contains("access_token"));
+}
+
 /* Last: shutdown with an op in flight and one waiting for a token. */
 static void test_shutdown_completes_inflight(void **state)
 {
@@ -530,6 +541,7 @@ int main(void)
         cmocka_unit_test_teardown(test_errors_and_timeouts, per_test_teardown),
         cmocka_unit_test_teardown(test_single_flight_token, per_test_teardown),
         cmocka_unit_test_teardown(test_cancel, per_test_teardown),
+        cmocka_unit_test(test_no_secrets_logged),
         cmocka_unit_test(test_shutdown_completes_inflight),
     };
     return cmocka_run_group_tests_name("grading_plugin", tests, setup, teardown);

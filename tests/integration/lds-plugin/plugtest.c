@@ -34,7 +34,8 @@ int pt_sim_port;
 static struct event_base *base;
 static struct lcm_httpc *httpc;
 static pid_t sim_pid;
-static char tmpdir[256];
+static char tmpdir[256], logpath[300];
+static int saved_stderr = -1;
 
 uint64_t pt_now_ms(void)
 {
@@ -158,6 +159,16 @@ int pt_load(const char *plugin_so, const char *config_json)
     if (mkdir(plugdir, 0755) != 0 || chmod(plugdir, 0755) != 0 ||
         copy_file(plugin_so, dst, 0755) != 0)
         return -1;
+    /* lcmd's log lines (host and plugin) go to stderr: keep them in a file so tests can check
+     * what was logged; pt_teardown copies them back to the real stderr. */
+    snprintf(logpath, sizeof logpath, "%s/stderr.log", tmpdir);
+    int lfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (lfd < 0)
+        return -1;
+    fflush(stderr);
+    saved_stderr = dup(2);
+    dup2(lfd, 2);
+    close(lfd);
     base = event_base_new();
     pt_metrics = lcm_metrics_new();
     httpc = lcm_httpc_new(base, pt_metrics);
@@ -193,6 +204,16 @@ int pt_teardown(void)
     httpc = NULL;
     pt_metrics = NULL;
     base = NULL;
+    if (saved_stderr >= 0) {
+        fflush(stderr);
+        dup2(saved_stderr, 2);
+        close(saved_stderr);
+        saved_stderr = -1;
+        char *log = slurp(logpath, NULL);
+        if (log)
+            fputs(log, stderr);
+        free(log);
+    }
     int rc = 0;
     if (sim_pid > 0) {
         kill(sim_pid, SIGTERM);
@@ -204,6 +225,15 @@ int pt_teardown(void)
     if (tmpdir[0])
         nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return rc;
+}
+
+int pt_log_contains(const char *needle)
+{
+    fflush(stderr);
+    char *log = slurp(logpath, NULL);
+    int found = log && strstr(log, needle) != NULL;
+    free(log);
+    return found;
 }
 
 /* ---- the simulator's admin API ---- */

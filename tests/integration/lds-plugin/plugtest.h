@@ -26,6 +26,9 @@ int pt_load(const char *plugin_so, const char *config_json);
  * Returns the simulator's exit status (0 when it exited cleanly). */
 int pt_teardown(void);
 
+/* 1 when lcmd's log so far (stderr since pt_load) contains needle. */
+int pt_log_contains(const char *needle);
+
 uint64_t pt_now_ms(void);
 void pt_run_ms(int ms);
 int pt_run_until(const int *flag, int ms);

@@ -96,7 +96,7 @@ static int setup(void **state)
     setenv("LCM_LDS_USERNAME", "lds-user", 1);
     setenv("LCM_LDS_PASSWORD", "lds pass:word", 1);
     setenv("LCM_BADLDS_USERNAME", "lds-user", 1);
-    setenv("LCM_BADLDS_PASSWORD", "wrong", 1);
+    setenv("LCM_BADLDS_PASSWORD", "bad-pw-7731", 1);
     setenv("LCM_LDSEU_USERNAME", "lds-user", 1);
     setenv("LCM_LDSEU_PASSWORD", "lds pass:word", 1);
     char cfg[1024];
@@ -284,7 +284,7 @@ static void test_auth_and_config_errors(void **state)
     call(OP(session_create), &bad, &create_args, conv_session, &o);
     pt_expect_err(&o, LCM_E_AUTH, 0);
     assert_int_equal(o.http_status, 401);
-    assert_null(strstr(o.message, "wrong"));
+    assert_null(strstr(o.message, "bad-pw-7731"));
     /* 401 is final: no retry. */
     assert_true(lds_stat("lds.auth_failures") == af0 + 1);
     struct lcm_lds_session_args sa = { .lds_session_id = "00000000-0000-4000-8000-000000000000" };
@@ -450,6 +450,15 @@ static void test_cancel(void **state)
     free(id);
 }
 
+/* No credential or device password ever reaches a log line. */
+static void test_no_secrets_logged(void **state)
+{
+    assert_true(pt_log_contains("msg=\"lds op failed\""));     /* the log is captured */
+    assert_false(pt_log_contains("lds pass:word"));
+    assert_false(pt_log_contains("cisco123"));
+    assert_false(pt_log_contains("bad-pw-7731"));
+}
+
 /* Last: shutdown with ops in flight completes each exactly once. */
 static void test_shutdown_completes_inflight(void **state)
 {
@@ -484,6 +493,7 @@ int main(void)
         cmocka_unit_test_teardown(test_server_errors, per_test_teardown),
         cmocka_unit_test_teardown(test_timeouts_and_drops, per_test_teardown),
         cmocka_unit_test_teardown(test_cancel, per_test_teardown),
+        cmocka_unit_test(test_no_secrets_logged),
         cmocka_unit_test(test_shutdown_completes_inflight),
     };
     return cmocka_run_group_tests_name("lds_plugin", tests, setup, teardown);
