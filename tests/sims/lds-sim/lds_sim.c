@@ -474,7 +474,7 @@ static void content_refresh(struct lds *l, struct evhttp_request *req, const cha
         snprintf(words[nw++], sizeof words[0], "%.*s", (int)(n < 63 ? n : 63), p);
         p += n;
     }
-    char version[32];
+    char version[96];
     snprintf(version, sizeof version, "%s.%d", nw > 0 ? words[nw - 1] : "1", c->refreshes);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "DatePublished", c->refreshed_at);
