@@ -861,6 +861,13 @@ static int k_apply(void *state, const struct lcm_event *ev, char *err, size_t er
                  ? 0 : -1;
     } else if (!strcmp(t, "scored")) {
         rc = score_load(s, d, 1);
+    } else if (!strcmp(t, "cloudevent_received")) {
+        /* An external CloudEvent (LDS, grading) recorded before it was acknowledged; the
+         * session controller acts on it. It changes no state here, only the version. */
+        const cJSON *ce = cJSON_GetObjectItemCaseSensitive(d, "cloudevent");
+        const char *ty, *cid, *src;
+        rc = (cJSON_IsObject(ce) && lcm_jx_str(ce, "type", &ty) == 1 &&
+              lcm_jx_str(ce, "id", &cid) == 1 && lcm_jx_str(ce, "source", &src) == 1) ? 0 : -1;
     } else {
         int to = lcm_fsm_parse(m, t);
         if (to < 0)

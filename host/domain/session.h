@@ -10,6 +10,8 @@
  *   session.user_session {lds_session_id?, login_url?, devices?, status?}
  *   session.grading_updated {grading_session_id?, status?}
  *   session.scored {score, max_score, cut_score?, passed?, sections?, submitted_at?}
+ *   session.cloudevent_received {cloudevent{specversion, id, source, type, …}}  (no state
+ *                    change: an LDS/grading event recorded by POST /api/v1/cloudevents)
  * Index memberships: lcm:idx:session:all, lcm:idx:session:status:<status>,
  * lcm:idx:session:start (sorted set, score = timeslot.start in epoch seconds, or created_at
  * for a "now" session), lcm:idx:session:worker:<worker_id> (while placed), and the unique
