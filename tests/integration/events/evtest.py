@@ -63,12 +63,28 @@ def now_rfc3339():
 
 
 def append(r, kind, agg_id, expected, events, by="test"):
-    """Appends events [(type, data dict)] to one aggregate through FCALL lcm_append."""
+    """Appends events [(type, data dict)] to one aggregate through FCALL lcm_append (store
+    protocol 2, or 1 for an older store library). Returns the new version."""
     keys = ["lcm:leader", "lcm:feed", f"lcm:{{{kind}:{agg_id}}}", f"lcm:{{{kind}:{agg_id}}}:events"]
-    args = ["1", "", "0", "1", kind, agg_id, str(expected), str(len(events)), "0", "0", "0", "0"]
+    evargs = []
     for t, d in events:
-        args += [t, now_rfc3339(), by, json.dumps(d, separators=(",", ":"))]
-    return r("FCALL", "lcm_append", len(keys), *keys, *args)
+        evargs += [t, now_rfc3339(), by, json.dumps(d, separators=(",", ":"))]
+    proto = getattr(r, "proto", None)
+    if proto in (None, 2):
+        args = ["2", "0", "1", "", "1", kind, agg_id, str(expected), f"{len(events)} 0 0 0 0"] + evargs
+        try:
+            out = r("FCALL", "lcm_append", len(keys), *keys, *args)
+            r.proto = 2
+            res = out[0]
+            if isinstance(res, RuntimeError):
+                raise res
+            return res[0]
+        except RuntimeError as e:
+            if "protocol" not in str(e) or proto == 2:
+                raise
+    r.proto = 1
+    args = ["1", "", "0", "1", kind, agg_id, str(expected), str(len(events)), "0", "0", "0", "0"] + evargs
+    return r("FCALL", "lcm_append", len(keys), *keys, *args)[0]
 
 
 SESSION_CREATED = {
@@ -102,6 +118,16 @@ def lcmd_has_net():
         return False
 
 
+def has_symbol(name):
+    """Whether the binary under test defines name (e.g. an optional httpd accessor)."""
+    binary = os.path.join(BUILD_DIR, "bin", "lcmd") if lcmd_has_net() else os.path.join(BUILD_DIR, "tests", "lcm_events_host")
+    try:
+        out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(line.endswith(" " + name) for line in out.splitlines())
+
+
 class Host(Lcmd):
     """lcmd when it wires host/net, else the minimal events host (same config, same routes)."""
 
@@ -117,6 +143,20 @@ class Host(Lcmd):
             raise AssertionError("lcmd exited at start:\n" + self.proc.stderr())
         if wait_ready:
             wait_until(lambda: self.get("/readyz")[0] == 200, timeout=20, what="lcmd /readyz")
+
+    def stop(self, sig=None):
+        """Stops lcmd (SIGTERM unless told otherwise) and fails on a non-zero exit or any
+        sanitizer report."""
+        import signal as _signal
+        if not self.proc:
+            return None
+        proc = self.proc
+        rc = Lcmd.stop(self, sig or _signal.SIGTERM)
+        err = proc.stderr()
+        if sig in (None, _signal.SIGTERM):
+            if rc != 0 or "Sanitizer" in err or "runtime error" in err:
+                raise AssertionError(f"lcmd exited {rc}:\n" + err[-4000:])
+        return rc
 
     def metric(self, name):
         import urllib.request
