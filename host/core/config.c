@@ -33,6 +33,21 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     /* controllers */
     { "lease_ttl_ms", I, "5000", 300, 600000, NULL, 0, "controllers", "Leader lease TTL; a dead leader is replaced within this time. Renewed every third of it." },
     { "leader_holder", S, NULL, 0, 0, NULL, 0, "controllers", "Name this replica uses in the lease (default hostname-pid-random)." },
+    /* scheduler and autoscaler (host/ctl/scheduler.c, autoscaler.c; docs/scheduler.md) */
+    { "lead_window_minutes", I, "35", 0, 10080, NULL, 0, "scheduler", "A pending session is considered for placement once its timeslot starts within this many minutes (a session with no start at once)." },
+    { "scheduler_interval_ms", I, "1000", 20, 600000, NULL, 0, "scheduler", "Scheduler sweep period (it is also woken by every session/worker change)." },
+    { "shortlist_size", I, "32", 1, 1000, NULL, 0, "scheduler", "Workers that passed the hard filters handed to placement.lua per session (the most utilised first)." },
+    { "sched_backoff_max_s", I, "60", 1, 3600, NULL, 0, "scheduler", "Upper bound of the per-session retry backoff after a session found no worker (doubling from 1 s; reset by any fleet change)." },
+    { "worker_boot_minutes", I, "25", 1, 1440, NULL, 0, "scheduler", "Scale-up looks this far ahead: sessions booked to start within it count as demand now." },
+    { "autoscaler_interval_ms", I, "2000", 20, 600000, NULL, 0, "scheduler", "Autoscaler sweep period (it is also woken when the scheduler reports unplaced demand)." },
+    { "max_workers_per_region", I, "50", 0, 100000, NULL, 0, "scheduler", "Hard cap of non-terminated workers per region (0 = unlimited)." },
+    { "max_launches_per_cycle", I, "20", 0, 100000, NULL, 0, "scheduler", "Hard cap of workers created by one autoscaler cycle (0 = unlimited)." },
+    { "scale_up_cooldown_s", I, "60", 0, 86400, NULL, 0, "scheduler", "After a scale-up, no further launch for this long (kept in Redis, survives failover)." },
+    { "scale_down_cooldown_s", I, "300", 0, 86400, NULL, 0, "scheduler", "After a scale-down action, and after a worker started, no drain/stop for this long." },
+    { "idle_minutes", I, "60", 0, 10080, NULL, 0, "scheduler", "An empty worker must have been idle (no CML activity, no session end) this long before scale-down." },
+    { "min_warm_workers", I, "0", 0, 100000, NULL, 0, "scheduler", "Running workers scale-down always keeps (warm capacity)." },
+    { "stopped_retention_minutes", I, "1440", 0, 525600, NULL, 0, "scheduler", "A stopped worker is terminated after this long (0 = keep stopped workers)." },
+    { "drain_deadline_minutes", I, "0", 0, 10080, NULL, 0, "scheduler", "Deadline put on drains started by scale-down (0 = none; the worker is empty anyway)." },
     /* policies */
     { "policy_mem_limit_mb", I, "16", 1, 1024, NULL, 0, "policy", "Memory cap of each policy's Lua VM." },
     { "policy_instr_budget", I, "20000000", 1000, 1000000000, NULL, 0, "policy", "VM instructions allowed per policy call." },
