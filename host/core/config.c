@@ -48,6 +48,17 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     { "min_warm_workers", I, "0", 0, 100000, NULL, 0, "scheduler", "Running workers scale-down always keeps (warm capacity)." },
     { "stopped_retention_minutes", I, "1440", 0, 525600, NULL, 0, "scheduler", "A stopped worker is terminated after this long (0 = keep stopped workers)." },
     { "drain_deadline_minutes", I, "0", 0, 10080, NULL, 0, "scheduler", "Deadline put on drains started by scale-down (0 = none; the worker is empty anyway)." },
+    /* worker controller (host/ctl/workers*.c; docs/workers.md) */
+    { "worker_poll_interval_ms", I, "5000", 50, 600000, NULL, 0, "workers", "How often a worker in transition (provisioning, starting, stopping, terminating) is re-read from EC2 and CML." },
+    { "discovery_interval_ms", I, "60000", 0, 86400000, NULL, 0, "workers", "Period of the discovery and orphan sweep over every known region (0 = only on POST /api/v1/workers/import and at leadership start)." },
+    { "discovery_ami_name_pattern", S, NULL, 0, 0, NULL, 0, "workers", "Discovery also imports instances whose AMI name matches this glob (e.g. cml-2.9*); unset: only instances carrying LCM's tags." },
+    { "metrics_interval_ms", I, "60000", 1000, 86400000, NULL, 0, "workers", "How often CloudWatch CPU, CML system stats, readiness and activity are read for each running worker." },
+    { "worker_boot_timeout_s", I, "1800", 10, 86400, NULL, 0, "workers", "A worker still provisioning/starting (EC2 not running or CML not ready and licensed) after this long goes to failed, with the last error as reason." },
+    { "worker_max_attempts", I, "8", 1, 1000, NULL, 0, "workers", "Consecutive retryable failures of a launch before the worker goes to failed (non-retryable errors fail at once)." },
+    { "worker_backoff_base_ms", I, "1000", 10, 600000, NULL, 0, "workers", "First retry delay of a failed worker step (doubling per attempt, drawn from [d/2, d])." },
+    { "worker_backoff_max_ms", I, "60000", 10, 3600000, NULL, 0, "workers", "Cap of the worker step retry delay." },
+    { "worker_stop_drain_minutes", I, "0", 0, 10080, NULL, 0, "workers", "Deadline put on the drain that precedes a requested stop (POST /workers/{id}/stop) of a running worker; 0 = none: the worker stops once its sessions are gone." },
+    { "worker_op_timeout_ms", I, "60000", 1000, 600000, NULL, 0, "workers", "Deadline of one cloud or runtime plugin call made by the worker controller." },
     /* policies */
     { "policy_mem_limit_mb", I, "16", 1, 1024, NULL, 0, "policy", "Memory cap of each policy's Lua VM." },
     { "policy_instr_budget", I, "20000000", 1000, 1000000000, NULL, 0, "policy", "VM instructions allowed per policy call." },

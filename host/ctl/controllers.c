@@ -5,17 +5,19 @@
 #include <stdio.h>
 
 #include "app.h"
+#include "workers.h"
 
 int lcm_controllers_init(struct lcm_app *app, char *err, size_t errlen)
 {
     (void)app;
     (void)err;
     (void)errlen;
-    /* e.g. if (lcm_workers_ctl_init(app, err, errlen) < 0) return -1; */
+    if (lcm_workers_ctl_init(app, err, errlen) < 0) return -1;
     return 0;
 }
 
 void lcm_controllers_free(struct lcm_app *app)
 {
     (void)app;
+    lcm_workers_ctl_free(app);
 }

@@ -1,0 +1,106 @@
+/* Internals shared by the worker controller's files (workers.c: the per-worker state machine;
+ * workers_discovery.c: discovery and orphan clean-up; workers_metrics.c: metrics). Nothing
+ * here is state of record: it is retry bookkeeping that a new leader rebuilds from nothing. */
+#ifndef LCM_CTL_WORKERS_INT_H
+#define LCM_CTL_WORKERS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lcm/spi.h>
+
+struct lcm_app;
+struct lcm_events;
+struct lcm_store_result;
+struct lcm_worker;
+
+#define WK_NTRACK 256
+#define WK_BY "controller:workers"
+
+/* Per worker, in memory only. */
+struct wk_track {
+    char *id;                     /* owned */
+    struct wk_track *next;
+    unsigned attempts;            /* consecutive failures of step */
+    int step;
+    char last_error[320];
+    double next_ms;               /* no action before this (monotonic ms) */
+    double metrics_ms;            /* next metrics collection */
+    int status_seen;              /* status the *_sent flags belong to */
+    int start_sent, stop_sent, term_sent;
+    int missing;                  /* discovery sweeps in a row the instance was absent */
+    int refresh;                  /* re-read EC2/CML now */
+};
+
+/* One asynchronous action on behalf of the controller; freed by its last callback. */
+struct wop {
+    struct wctl *c;               /* NULL once the controller is gone (detached) */
+    struct wop *prev, *next;
+    char id[160];                 /* worker id ("" for fleet-wide ops) */
+    int claimed;                  /* holds lcm_ctl_claim("worker", id) */
+    int step;
+    int stage;
+    char region[64];
+    char instance_id[64];
+    char image_id[64];
+    char cml_version[64];
+    int cml_ready;
+    int have_stats;
+    double cpu_cw, cpu_cml, mem_cml;
+    int have_cw;
+    int64_t last_activity_ms;
+    void *extra;                  /* step-specific heap data, freed with the op */
+    void (*extra_free)(void *);
+};
+
+struct wctl {
+    struct lcm_app *app;
+    struct wk_track *tracks[WK_NTRACK];
+    struct wop *ops;
+    long poll_ms, discovery_ms, metrics_ms, boot_timeout_s, drain_minutes;
+    long max_attempts, backoff_base_ms, backoff_max_ms, op_timeout_ms;
+    const char *ami_pattern;      /* discovery: AMI name pattern (NULL = tags only) */
+    int discovery_enabled;
+    int running;                  /* leader and started */
+    double next_discovery_ms;
+    int discovery_busy;
+    int discovery_now;
+    char *extra_regions[16];      /* regions asked for by import requests */
+    double next_requests_ms;
+    int requests_busy;
+    int group_ready;              /* consumer group on lcm:requests exists */
+    uint64_t sweeps;
+};
+
+double wk_now_ms(void);
+int64_t wk_wall_s(void);
+struct wk_track *wk_track(struct wctl *c, const char *id);
+void wk_track_forget(struct wctl *c, const char *id);
+
+struct wop *wk_op_new(struct wctl *c, const char *worker_id, int step);
+/* Releases the claim (when the controller still exists) and frees the op. */
+void wk_op_done(struct wop *op);
+
+/* The call context for a worker (region, ids, endpoint, deadline). */
+void wk_call_for(struct wctl *c, const struct lcm_worker *w, struct lcm_call *call);
+
+/* Commits evs to worker id at expected version (0 = create) under the leader fence.
+ * done(op, status) runs once later (status 0 or a negative LCM_STORE_E*) unless this
+ * returns < 0. */
+typedef void (*wk_commit_fn)(struct wop *op, int status);
+int wk_commit(struct wctl *c, const char *id, uint64_t expected, const struct lcm_events *evs,
+              struct wop *op, wk_commit_fn done);
+
+/* Status of an EC2 state for the worker FSM (-1: none). */
+int wk_status_of_instance(enum lcm_instance_state s);
+/* Builds an observation of inst onto the worker (endpoint derived from the private IP). */
+void wk_observe_instance(const struct lcm_worker *w, const struct lcm_cloud_instance *inst,
+                         int status, struct lcm_events *out);
+
+/* Discovery + orphan sweep over every known region (workers_discovery.c). */
+void wk_discovery_start(struct wctl *c);
+/* Metrics + CML readiness of one running worker (workers_metrics.c); needs the claim. */
+void wk_metrics_start(struct wctl *c, const struct lcm_worker *w);
+void wk_metrics_declare(struct wctl *c);
+
+#endif

@@ -1,0 +1,227 @@
+/* Metrics of running workers: CloudWatch CPU through the cloud plugin, CML system stats,
+ * readiness and user activity through the runtime plugin. The result goes on the worker read
+ * model (worker.metrics, worker.cml when readiness flips) and into /metrics gauges. Every
+ * call is optional and best effort: a metric that cannot be read never fails a worker. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "ctl.h"
+#include "domain/events.h"
+#include "domain/worker.h"
+#include "plugin/plugin.h"
+#include "store/store.h"
+#include "workers_int.h"
+
+enum { M_CW = 1, M_INFO, M_STATS, M_ACTIVITY, M_COMMIT };
+
+void wk_metrics_declare(struct wctl *c)
+{
+    struct lcm_metrics *m = c->app->metrics;
+    lcm_metrics_declare(m, "lcm_worker_cpu_percent", LCM_METRIC_GAUGE,
+                        "Worker CPU utilisation (source=cloudwatch|cml)");
+    lcm_metrics_declare(m, "lcm_worker_memory_percent", LCM_METRIC_GAUGE, "Worker memory use from CML");
+    lcm_metrics_declare(m, "lcm_worker_running_nodes", LCM_METRIC_GAUGE, "Running CML nodes on the worker");
+    lcm_metrics_declare(m, "lcm_worker_last_activity_timestamp_seconds", LCM_METRIC_GAUGE,
+                        "Newest CML user activity on the worker (Unix time)");
+    lcm_metrics_declare(m, "lcm_worker_discovered_total", LCM_METRIC_COUNTER,
+                        "Instances found outside LCM and imported as workers");
+    lcm_metrics_declare(m, "lcm_worker_discovery_sweeps_total", LCM_METRIC_COUNTER, "Discovery sweeps finished");
+}
+
+static void next_stage(struct wop *op);
+
+static int implements(struct wctl *c, enum lcm_plugin_kind kind, size_t off)
+{
+    struct lcm_plugin *p = lcm_plugins_get(c->app->plugins, kind);
+    return p && lcm_plugin_implements(p, off);
+}
+
+static void labels_for(char *buf, size_t cap, const char *id, const char *source)
+{
+    char esc[200];
+    lcm_metrics_escape(esc, sizeof(esc), id);
+    if (source)
+        snprintf(buf, cap, "worker=\"%s\",source=\"%s\"", esc, source);
+    else
+        snprintf(buf, cap, "worker=\"%s\"", esc);
+}
+
+static void got_cw(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    if (op->c && !e) {
+        const struct lcm_cloud_datapoints *d = result;
+        if (d && d->n > 0 && isfinite(d->v[d->n - 1].value)) {
+            op->cpu_cw = d->v[d->n - 1].value;
+            op->have_cw = 1;
+        }
+    } else if (op->c && e) {
+        lcm_debug("workers", "worker=%s msg=\"cloudwatch cpu unavailable\" err=\"%s\"", op->id, e->message);
+    }
+    next_stage(op);
+}
+
+static void got_info(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    if (op->c) {
+        const struct lcm_rt_system_info *si = e ? NULL : result;
+        op->cml_ready = si ? si->ready : -1;   /* unreachable once is not "not ready" */
+        snprintf(op->cml_version, sizeof(op->cml_version), "%s", si && si->version ? si->version : "");
+    }
+    next_stage(op);
+}
+
+static void got_stats(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    if (op->c && !e && result) {
+        const struct lcm_rt_system_stats *st = result;
+        op->cpu_cml = st->cpu_percent;
+        op->mem_cml = st->mem_total_bytes ? 100.0 * (double)st->mem_used_bytes / (double)st->mem_total_bytes : 0;
+        op->have_stats = 1;
+        char labels[256];
+        labels_for(labels, sizeof(labels), op->id, NULL);
+        lcm_metrics_set(op->c->app->metrics, "lcm_worker_running_nodes", labels, st->running_nodes);
+    }
+    next_stage(op);
+}
+
+static void got_activity(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    if (op->c && !e && result)
+        op->last_activity_ms = ((const struct lcm_rt_activity *)result)->last_activity_ms;
+    next_stage(op);
+}
+
+static double clamp_pct(double v)
+{
+    if (!isfinite(v) || v < 0)
+        return 0;
+    return v > 100 ? 100 : v;
+}
+
+static void committed(struct wop *op, int status)
+{
+    (void)status;
+    wk_op_done(op);
+}
+
+static void commit_metrics(struct wop *op)
+{
+    struct wctl *c = op->c;
+    const struct lcm_worker *w = lcm_store_get(c->app->store, "worker", op->id);
+    if (!w || (w->status != LCM_WK_RUNNING && w->status != LCM_WK_DRAINING)) {
+        wk_op_done(op);
+        return;
+    }
+    char labels[256];
+    if (op->have_cw) {
+        labels_for(labels, sizeof(labels), op->id, "cloudwatch");
+        lcm_metrics_set(c->app->metrics, "lcm_worker_cpu_percent", labels, op->cpu_cw);
+    }
+    if (op->have_stats) {
+        labels_for(labels, sizeof(labels), op->id, "cml");
+        lcm_metrics_set(c->app->metrics, "lcm_worker_cpu_percent", labels, op->cpu_cml);
+        labels_for(labels, sizeof(labels), op->id, NULL);
+        lcm_metrics_set(c->app->metrics, "lcm_worker_memory_percent", labels, op->mem_cml);
+    }
+    int64_t activity = op->last_activity_ms > 0 ? op->last_activity_ms / 1000 : 0;
+    if (activity) {
+        labels_for(labels, sizeof(labels), op->id, NULL);
+        lcm_metrics_set(c->app->metrics, "lcm_worker_last_activity_timestamp_seconds", labels, (double)activity);
+    }
+    struct lcm_events evs;
+    struct lcm_derr de;
+    lcm_events_init(&evs);
+    int64_t now = wk_wall_s();
+    if (op->have_cw || op->have_stats || activity) {
+        /* CML's own CPU figure is the hypervisor's; CloudWatch's is the fallback */
+        double cpu = clamp_pct(op->have_stats ? op->cpu_cml : op->have_cw ? op->cpu_cw : w->metrics.cpu_pct);
+        double mem = clamp_pct(op->have_stats ? op->mem_cml : w->metrics.mem_pct);
+        int changed = fabs(cpu - w->metrics.cpu_pct) >= 1.0 || fabs(mem - w->metrics.mem_pct) >= 1.0 ||
+                      (activity && activity > w->last_activity_at) || w->metrics.at == 0 ||
+                      now - w->metrics.at >= 5 * (c->metrics_ms / 1000 + 1);
+        if (changed)
+            lcm_worker_cmd_metrics(w, cpu, mem, activity > w->last_activity_at ? activity : 0, WK_BY, now,
+                                   &evs, &de);
+    }
+    if (op->cml_ready >= 0 && (op->cml_ready != 0) != (w->cml.ready != 0)) {
+        lcm_info("workers", "worker=%s msg=\"CML readiness changed\" ready=%d", w->id, op->cml_ready);
+        lcm_worker_cmd_set_cml(w, op->cml_version[0] ? op->cml_version : NULL, op->cml_ready, NULL, 0, WK_BY,
+                               now, &evs, &de);
+    }
+    if (evs.n == 0 || wk_commit(c, op->id, w->version, &evs, op, committed) < 0)
+        wk_op_done(op);
+    lcm_events_clear(&evs);
+}
+
+static void next_stage(struct wop *op)
+{
+    struct wctl *c = op->c;
+    if (!c) {
+        wk_op_done(op);
+        return;
+    }
+    const struct lcm_worker *w = lcm_store_get(c->app->store, "worker", op->id);
+    if (!w) {
+        wk_op_done(op);
+        return;
+    }
+    struct lcm_call call;
+    wk_call_for(c, w, &call);
+    struct lcm_error e = {0};
+    for (;;) {
+        op->stage++;
+        int rc = 1;   /* 1 = stage skipped */
+        if (op->stage == M_CW && w->instance_id &&
+            implements(c, LCM_KIND_CLOUD, offsetof(struct lcm_cloud_ops, metrics))) {
+            int64_t end = wk_wall_s() * 1000;
+            struct lcm_cloud_metrics_args a = { .instance_id = w->instance_id, .metric = "CPUUtilization",
+                                                .statistic = "Average", .start_ms = end - 15 * 60 * 1000,
+                                                .end_ms = end, .period_s = 60 };
+            rc = lcm_cloud_call(c->app->plugins, metrics, &call, &a, got_cw, op, &e, NULL);
+        } else if (op->stage == M_INFO && implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, system_info))) {
+            rc = lcm_runtime_call(c->app->plugins, system_info, &call, NULL, got_info, op, &e, NULL);
+        } else if (op->stage == M_STATS &&
+                   implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, system_stats))) {
+            rc = lcm_runtime_call(c->app->plugins, system_stats, &call, NULL, got_stats, op, &e, NULL);
+        } else if (op->stage == M_ACTIVITY &&
+                   implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, activity))) {
+            struct lcm_rt_activity_args a = { .since_ms = (w->last_activity_at ? w->last_activity_at
+                                                           : wk_wall_s() - 86400) * 1000 };
+            rc = lcm_runtime_call(c->app->plugins, activity, &call, &a, got_activity, op, &e, NULL);
+        } else if (op->stage >= M_COMMIT) {
+            commit_metrics(op);
+            return;
+        }
+        if (rc == 0)
+            return;
+        if (rc < 0)
+            lcm_debug("workers", "worker=%s msg=\"metrics call refused\" stage=%d err=\"%s\"", op->id, op->stage,
+                      e.message);
+    }
+}
+
+void wk_metrics_start(struct wctl *c, const struct lcm_worker *w)
+{
+    struct wk_track *t = wk_track(c, w->id);
+    if (t)
+        t->metrics_ms = wk_now_ms() + (double)c->metrics_ms;
+    struct wop *op = wk_op_new(c, w->id, 0);
+    if (!op)
+        return;
+    if (!lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
+        wk_op_done(op);
+        return;
+    }
+    op->claimed = 1;
+    op->cml_ready = -1;   /* unknown until system_info answers */
+    next_stage(op);
+}
