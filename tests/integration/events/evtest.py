@@ -280,6 +280,7 @@ class Receiver:
         self.posts = []            # every delivery, in arrival order
         self.fail_subjects = set()  # answer 500 for these subjects
         self.fail_all = False
+        self.delay = 0.0            # seconds before answering (keeps deliveries in flight)
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -296,6 +297,8 @@ class Receiver:
                     fail = rec.fail_all or (ev and ev.get("subject") in rec.fail_subjects)
                     if ok and not fail:
                         rec.posts.append({"ct": self.headers.get("Content-Type"), "auth": self.headers.get("Authorization"), "ev": ev})
+                if rec.delay:
+                    time.sleep(rec.delay)
                 code = 500 if fail or not ok else 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
@@ -306,6 +309,7 @@ class Receiver:
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.srv.daemon_threads = True
+        self.srv.handle_error = lambda *a: None   # lcmd killed mid-request: expected here
         self.port = self.srv.server_address[1]
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
