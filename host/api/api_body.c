@@ -114,20 +114,20 @@ static const struct api_field timeslot_f[] = {
 };
 static SCHEMA(timeslot_s, timeslot_f);
 static const struct api_field session_create_f[] = {
-    { "definition_id", AT_STR, NULL, 0, NULL },
+    { "definition_id", AT_STR | AT_REQ, NULL, 0, NULL },
     { "timeslot", AT_OBJ | AT_NULL, &timeslot_s, 0, NULL },
     { "reservation_id", AT_STR | AT_NULL, NULL, 0, NULL },
     { "owner", AT_STR | AT_NULL, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_session_create, session_create_f);
 static const struct api_field worker_create_f[] = {
-    { "template", AT_STR, NULL, 0, NULL },
-    { "region", AT_STR, NULL, 0, NULL },
+    { "template", AT_STR | AT_REQ, NULL, 0, NULL },
+    { "region", AT_STR | AT_REQ, NULL, 0, NULL },
     { "name", AT_STR | AT_NULL, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_worker_create, worker_create_f);
 static const struct api_field worker_import_f[] = {
-    { "region", AT_STR, NULL, 0, NULL },
+    { "region", AT_STR | AT_REQ, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_worker_import, worker_import_f);
 static const struct api_field worker_drain_f[] = {
@@ -140,11 +140,11 @@ static const struct api_field reason_f[] = {
 };
 SCHEMA(lcm_api_schema_reason, reason_f);
 static const struct api_field extend_f[] = {
-    { "end", AT_STR, NULL, 0, NULL },
+    { "end", AT_STR | AT_REQ, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_session_extend, extend_f);
 static const struct api_field transition_f[] = {
-    { "status", AT_STR, NULL, 0, NULL },
+    { "status", AT_STR | AT_REQ, NULL, 0, NULL },
     { "reason", AT_STR | AT_NULL, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_session_transition, transition_f);
@@ -154,7 +154,7 @@ static const struct api_field requeue_f[] = {
 };
 SCHEMA(lcm_api_schema_session_requeue, requeue_f);
 static const struct api_field lab_action_f[] = {
-    { "action", AT_STR, NULL, 0, NULL },
+    { "action", AT_STR | AT_REQ, NULL, 0, NULL },
 };
 SCHEMA(lcm_api_schema_lab_action, lab_action_f);
 
@@ -183,7 +183,7 @@ static unsigned type_of(const cJSON *v)
 
 static const char *type_words(unsigned t)
 {
-    t &= ~(unsigned)AT_NULL;
+    t &= ~(unsigned)(AT_NULL | AT_REQ);
     switch (t) {
     case AT_STR: return "a string";
     case AT_INT: return "an integer";
@@ -268,6 +268,16 @@ static int check_obj(const cJSON *o, const struct api_schema *s, const char *pre
         }
         if (rc)
             return rc;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (!(s->fields[i].types & AT_REQ))
+            continue;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, s->fields[i].name);
+        if (!v || cJSON_IsNull(v)) {
+            char path[64];
+            path_join(path, sizeof path, prefix, s->fields[i].name);
+            return lcm_derr_set(err, LCM_DERR_INVALID, path, "%s is required", path), API_BODY_TYPE;
+        }
     }
     return API_BODY_OK;
 }

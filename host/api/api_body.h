@@ -10,7 +10,8 @@ struct cJSON;
 struct lcm_derr;
 
 enum {
-    AT_STR = 1, AT_INT = 2, AT_NUM = 4, AT_BOOL = 8, AT_OBJ = 16, AT_ARR = 32, AT_NULL = 64
+    AT_STR = 1, AT_INT = 2, AT_NUM = 4, AT_BOOL = 8, AT_OBJ = 16, AT_ARR = 32, AT_NULL = 64,
+    AT_REQ = 128    /* the member must be present and not null */
 };
 
 struct api_schema;

@@ -271,6 +271,12 @@ static void h_create(struct lcm_req *r, void *ud)
         api_problem_derr(r, &e);
         goto out;
     }
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(body, "reservation_id");
+    if (cJSON_IsString(rv) && !rv->valuestring[0]) {
+        lcm_reply_problem(r, 422, "validation", "Validation failed",
+                          "reservation_id must not be empty (omit it or send null)", "reservation_id");
+        goto out;
+    }
     const char *by = api_by(r);
     char id[80];
     w = calloc(1, sizeof(*w));

@@ -262,6 +262,25 @@ add("POST", "/api/v1/cloudevents", op("CloudEvents ingestion (structured, binary
                                        ("application/cloudevents+json", "application/cloudevents-batch+json",
                                         "application/json")}}, tags=["events"]))
 
+# ---- scheduler (host/ctl/sched_api.c) ----
+add("GET", "/api/v1/scheduler", op("Scheduler and autoscaler status (leader, queue, last cycle, rejections, decisions)", "read",
+                                   {**ok("200", {"type": "object", "properties": {"scheduler": {"type": "object"},
+                                                                                  "autoscaler": {"type": "object"}}}),
+                                    **errors(*R, "503")}, [param("limit", "query", "decision log entries", INT)],
+                                   tags=["scheduler"]))
+add("POST", "/api/v1/scheduler/preview", op(
+    "Dry-run placement: the worker a session would get, ranked candidates with scores, each rejected worker's reason",
+    "read", {**ok("200", {"type": "object"}), **errors("400", *R, "404", "422", "503")},
+    req={"required": True, "content": {"application/json": {"schema": obj(
+        {"session_id": STR, "definition_id": STR}, extra=False)}}}, tags=["scheduler"]))
+add("GET", "/api/v1/availability", op(
+    "Sessions of a definition still bookable in a window (current fleet plus what the autoscaler may add), and why not",
+    "read", {**ok("200", {"type": "object", "properties": {
+        "definition_id": STR, "start": STR, "end": STR, "available": INT, "fits_now": INT,
+        "why": {"type": "array", "items": STR}, "rejections": {"type": "object"}}}), **errors(*R, "404", "422")},
+    [param("definition_id", "query", schema=STR), param("start", "query", "RFC 3339"),
+     param("end", "query", "RFC 3339")], tags=["scheduler"]))
+
 # ---- templates ----
 T = ["templates"]
 add("GET", "/api/v1/templates", op("List worker templates", "read", {**ok("200", "TemplatePage"), **errors("400", *R, "503")},
