@@ -1,5 +1,5 @@
-"""Helpers for the host/net tests: a tiny RESP client (writes aggregates through the store's
-own Redis Function, lcm_append, exactly as lcmd does), the lcmd under test (build/bin/lcmd when
+"""Helpers for the host/net tests: a tiny RESP client, a seeder that writes aggregates through
+the store's own append path (tests/lcm_events_seed), the lcmd under test (build/bin/lcmd when
 it links host/net, else the minimal tests/lcm_events_host), an SSE reader and a CloudEvents
 receiver (a Python http.server) that records what it gets."""
 import http.server
@@ -17,10 +17,15 @@ class Resp:
     """Minimal blocking RESP2 client (one connection)."""
 
     def __init__(self, port):
+        self.port = port
+        self.seeder = None
         self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.f = self.s.makefile("rb")
 
     def close(self):
+        if self.seeder:
+            self.seeder.close()
+            self.seeder = None
         self.f.close()
         self.s.close()
 
@@ -62,29 +67,40 @@ def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def append(r, kind, agg_id, expected, events, by="test"):
-    """Appends events [(type, data dict)] to one aggregate through FCALL lcm_append (store
-    protocol 2, or 1 for an older store library). Returns the new version."""
-    keys = ["lcm:leader", "lcm:feed", f"lcm:{{{kind}:{agg_id}}}", f"lcm:{{{kind}:{agg_id}}}:events"]
-    evargs = []
-    for t, d in events:
-        evargs += [t, now_rfc3339(), by, json.dumps(d, separators=(",", ":"))]
-    proto = getattr(r, "proto", None)
-    if proto in (None, 2):
-        args = ["2", "0", "1", "", "1", kind, agg_id, str(expected), f"{len(events)} 0 0 0 0"] + evargs
+class Seeder:
+    """tests/lcm_events_seed: appends through lcm_store_append (the store's own write path)."""
+
+    def __init__(self, port):
+        self.p = subprocess.Popen([os.path.join(BUILD_DIR, "tests", "lcm_events_seed"), f"redis://127.0.0.1:{port}"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.p.stdout.readline().strip()
+        if line != "ready":
+            raise AssertionError(f"lcm_events_seed did not start: {line!r}")
+
+    def write(self, kind, agg_id, expected, events):
+        req = {"kind": kind, "id": agg_id, "expected": expected,
+               "events": [{"type": t, "data": d} for t, d in events]}
+        self.p.stdin.write(json.dumps(req, separators=(",", ":")) + "\n")
+        self.p.stdin.flush()
+        out = self.p.stdout.readline().strip()
+        if not out.startswith("ok "):
+            raise RuntimeError(out or "lcm_events_seed died")
+        return int(out[3:])
+
+    def close(self):
         try:
-            out = r("FCALL", "lcm_append", len(keys), *keys, *args)
-            r.proto = 2
-            res = out[0]
-            if isinstance(res, RuntimeError):
-                raise res
-            return res[0]
-        except RuntimeError as e:
-            if "protocol" not in str(e) or proto == 2:
-                raise
-    r.proto = 1
-    args = ["1", "", "0", "1", kind, agg_id, str(expected), str(len(events)), "0", "0", "0", "0"] + evargs
-    return r("FCALL", "lcm_append", len(keys), *keys, *args)[0]
+            self.p.stdin.close()
+            self.p.wait(10)
+        except (OSError, subprocess.SubprocessError):
+            self.p.kill()
+
+
+def append(r, kind, agg_id, expected, events):
+    """Appends events [(type, data dict)] to one aggregate; returns the new version. Each Resp
+    connection gets its own seeder process (threads use their own Resp)."""
+    if getattr(r, "seeder", None) is None:
+        r.seeder = Seeder(r.port)
+    return r.seeder.write(kind, agg_id, expected, events)
 
 
 SESSION_CREATED = {
