@@ -628,6 +628,9 @@ static void act_poll(struct wctl *c, const struct lcm_worker *w)
         return;
     }
     op->claimed = 1;
+    struct wk_track *t = wk_track(c, w->id);
+    if (t)
+        t->refresh = 0;   /* taken; a failure backs off instead of polling in a loop */
     snprintf(op->instance_id, sizeof(op->instance_id), "%s", w->instance_id);
     struct lcm_call call;
     wk_call_for(c, w, &call);
@@ -735,8 +738,6 @@ static void poll_described(void *ud, const struct lcm_error *e, const void *resu
         step_failed(op, e ? e : &nf, 0);
         return;
     }
-    if (t)
-        t->refresh = 0;
     int ec2 = wk_status_of_instance(inst->state);
     int S = w->status, D = w->desired_status;
     step_ok(op, (double)c->poll_ms);

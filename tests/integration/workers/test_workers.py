@@ -322,6 +322,20 @@ def test_discovery_import():
     S["discovered"] = by[a]["id"]
 
 
+def test_drift_stopped_outside_lcm():
+    L = S["lcmd"]
+    wid = "wk-lost-1"
+    iid = worker(L, wid)["instance_id"]
+    S["ec2"].stop_instances(InstanceIds=[iid])
+    st, _, doc = L.call("POST", f"/api/v1/workers/{wid}/refresh", {})
+    check(st == 202, f"refresh: {st} {doc}")
+    # EC2 is the truth (stopped is recorded), and desired is still running: started again
+    wait_until(lambda: "stopped" in [h["to"] for h in worker(L, wid)["status_history"]], timeout=20,
+               what="stop observed")
+    w = wait_status(L, wid, "running", timeout=60)
+    check(ec2_state(iid) == "running" and w["instance_id"] == iid, ec2_state(iid))
+
+
 def test_orphan_cleanup():
     L = S["lcmd"]
     wid = S["discovered"]
@@ -431,7 +445,8 @@ def main():
     st, _, doc = S["lcmd"].call("POST", "/api/v1/templates", tpl)
     check(st == 201, f"POST template: {st} {doc}")
     tests = [test_launch_readiness_running, test_metrics_cloudwatch_and_cml, test_stop_start,
-             test_terminate, test_discovery_import, test_orphan_cleanup,
+             test_terminate, test_discovery_import, test_drift_stopped_outside_lcm,
+             test_orphan_cleanup,
              test_kill9_between_launch_and_record, test_faults_backoff_same_token_no_duplicates,
              test_failed_after_retries, lambda_final_stop]
     harness.run_tests(tests)
