@@ -217,13 +217,15 @@ static void h_availability(struct lcm_req *r, void *ud)
     cJSON_AddNumberToObject(o, "available", (double)total);
     cJSON_AddNumberToObject(o, "fits_now", (double)av.fits_now);
     cJSON_AddBoolToObject(o, "capped", total >= AVAIL_MAX);
-    if (total == 0) {
+    if (av.fits_now == 0) {
+        /* why the current fleet takes none, and why the autoscaler cannot add any */
+        cJSON_AddItemToObject(o, "rejections", lcm_sched_counts_json(av.counts));
         cJSON *why = cJSON_AddArrayToObject(o, "reasons");
+        cJSON_AddItemToArray(why, cJSON_CreateString("no running worker can take it now (see rejections)"));
         if (!tpl)
             cJSON_AddItemToArray(why, cJSON_CreateString("no enabled template with a region fits the definition"));
         else if (room == 0)
             cJSON_AddItemToArray(why, cJSON_CreateString("max_workers_per_region reached"));
-        cJSON_AddItemToObject(o, "rejections", lcm_sched_counts_json(av.counts));
     }
     lcm_reply_json(r, 200, o);
 }

@@ -896,7 +896,8 @@ int lcm_sched_availability(struct lcm_sched *s, const char *definition_id, int64
         free(cc.v);
         goto out;
     }
-    qsort(cc.v, cc.n, sizeof *cc.v, cmp_cand);
+    if (cc.n)
+        qsort(cc.v, cc.n, sizeof *cc.v, cmp_cand);
     for (size_t i = 0; i < cc.n; i++) {
         const struct lcm_session *ss = cc.v[i].s;
         struct lcm_sched_def *pdf = lcm_sched_snap_def(&sn, ss->definition_id,
