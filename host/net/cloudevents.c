@@ -312,6 +312,11 @@ static void job_next(struct ce_job *j)
             job_fail(j, 503, "Redis is unavailable");
         return;
     }
+    if (!lcm_store_loaded(c->n->store)) {
+        /* Matching needs the read model: a 503 makes the sender retry in a moment. */
+        job_fail(j, 503, "lcmd is still loading its read models; retry");
+        return;
+    }
     const struct lcm_session *s = find_session(c, ev, cls);
     if (!s) {
         /* Not remembered: a resend may match once the session knows its LDS/grading id. */

@@ -47,27 +47,29 @@ int lcm_net_id_cmp(const char *a, const char *b)
     return 0;
 }
 
-char *lcm_net_event_json(const char *kind, const char *id, const char *type, uint64_t version,
-                         const char *at, const char *by, const char *data_json)
+cJSON *lcm_net_event_obj(const char *kind, const char *id, const char *type, uint64_t version,
+                        const char *at, const char *by, const cJSON *data)
 {
-    /* Built with cJSON for correct escaping; data is inserted as parsed JSON (or {}). */
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON *d = data_json ? cJSON_Parse(data_json) : NULL;
-    if (!d)
-        d = cJSON_CreateObject();
-    if (!cJSON_AddStringToObject(o, "kind", kind) || !cJSON_AddStringToObject(o, "id", id) ||
+    cJSON *d = data ? cJSON_Duplicate(data, 1) : cJSON_CreateObject();
+    if (!o || !d || !cJSON_AddStringToObject(o, "kind", kind) || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "type", type) ||
         !cJSON_AddNumberToObject(o, "version", (double)version) ||
         !cJSON_AddStringToObject(o, "at", at ? at : "") ||
-        !cJSON_AddStringToObject(o, "by", by ? by : "") || !d) {
+        !cJSON_AddStringToObject(o, "by", by ? by : "")) {
         cJSON_Delete(d);
         cJSON_Delete(o);
         return NULL;
     }
     cJSON_AddItemToObject(o, "data", d);
-    char *s = cJSON_PrintUnformatted(o);
+    return o;
+}
+
+char *lcm_net_event_json(const char *kind, const char *id, const char *type, uint64_t version,
+                         const char *at, const char *by, const cJSON *data)
+{
+    cJSON *o = lcm_net_event_obj(kind, id, type, version, at, by, data);
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return s;
 }
@@ -77,12 +79,9 @@ static void on_change(const struct lcm_kind *kind, const char *id, const void *s
 {
     struct lcm_net *n = ud;
     (void)state;
-    if (n->sse) {
-        char *data = ev->data ? cJSON_PrintUnformatted(ev->data) : NULL;
-        lcm_sse_event(n->sse, kind->name, id, ev->type, ev->version, ev->at, ev->by,
-                      data ? data : "{}", feed_id);
-        cJSON_free(data);
-    }
+    if (n->sse)
+        lcm_sse_event(n->sse, kind->name, id, ev->type, ev->version, ev->at, ev->by, ev->data,
+                      feed_id);
     if (n->outbox)
         lcm_outbox_wake(n->outbox);
 }

@@ -19,6 +19,7 @@ struct lcm_store;
 struct lcm_sse;
 struct lcm_ce_ingest;
 struct lcm_outbox;
+struct cJSON;
 
 struct lcm_net {
     const struct lcm_config *cfg;
@@ -38,15 +39,18 @@ struct lcm_net {
 int lcm_net_id_cmp(const char *a, const char *b);
 int lcm_net_id_parse(const char *s, uint64_t *ms, uint64_t *seq);
 
-/* The JSON text of one feed event as SSE and the outbox send it:
- * {"kind","id","type","version","at","by","data"} (malloc'd; NULL on OOM). data_json is the
- * event's data as JSON text. */
+/* One feed event as SSE and the outbox send it: {"kind","id","type","version","at","by","data"}
+ * (data copied; NULL → {}). The object is the caller's; the text is malloc'd (cJSON_free).
+ * NULL on OOM. */
+struct cJSON *lcm_net_event_obj(const char *kind, const char *id, const char *type,
+                                uint64_t version, const char *at, const char *by,
+                                const struct cJSON *data);
 char *lcm_net_event_json(const char *kind, const char *id, const char *type, uint64_t version,
-                         const char *at, const char *by, const char *data_json);
+                         const char *at, const char *by, const struct cJSON *data);
 
 struct lcm_sse *lcm_sse_new(struct lcm_net *n, char *err, size_t errlen);
 void lcm_sse_event(struct lcm_sse *s, const char *kind, const char *id, const char *type,
-                   uint64_t version, const char *at, const char *by, const char *data_json,
+                   uint64_t version, const char *at, const char *by, const struct cJSON *data,
                    const char *feed_id);
 void lcm_sse_free(struct lcm_sse *s);
 

@@ -267,12 +267,8 @@ static char *cloudevent(const struct lcm_outbox *o, const struct lcm_store_entry
         ev += kl + 1;
     snprintf(ceid, sizeof(ceid), "%s:%s:%" PRIu64, e->kind, e->id, e->version);
     snprintf(type, sizeof(type), "%s.%s.%s.v1", o->type_prefix, e->kind, ev);
-    char *dj = cJSON_PrintUnformatted(e->data);
-    char *inner = lcm_net_event_json(e->kind, e->id, e->type, e->version, e->at, e->by, dj ? dj : "{}");
-    cJSON_free(dj);
     cJSON *c = cJSON_CreateObject();
-    cJSON *d = inner ? cJSON_Parse(inner) : NULL;
-    cJSON_free(inner);
+    cJSON *d = lcm_net_event_obj(e->kind, e->id, e->type, e->version, e->at, e->by, e->data);
     if (!c || !d) {
         cJSON_Delete(c);
         cJSON_Delete(d);
@@ -694,9 +690,7 @@ static void lease_got(struct lcm_outbox *o, redisReply *reply, struct ob_op *op)
         if (!o->leader) {
             o->leader = 1;
             o->state = ST_RECOVER;
-            snprintf(o->cursor, sizeof(o->cursor), "0-0");
-            /* Start with a full claim scan. */
-            snprintf(o->cursor, sizeof(o->cursor), "0-0");
+            snprintf(o->cursor, sizeof(o->cursor), "0-0");   /* a full claim scan first */
             lcm_info("outbox", "msg=\"deliverer lease acquired\" consumer=%s token=%s sinks=%zu",
                      o->me, tok, o->nsinks);
             o->group_ok = 0;
@@ -738,10 +732,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *ud)
 {
     (void)fd;
     (void)what;
-    struct lcm_outbox *o = ud;
-    if (o->state == ST_RECOVER && !o->read_busy)
-        snprintf(o->cursor, sizeof(o->cursor), "%s", strcmp(o->cursor, "0-0") ? o->cursor : "0-0");
-    pump(o);
+    pump(ud);
 }
 
 /* ---- feed trimming ------------------------------------------------------------------- */

@@ -208,7 +208,7 @@ static void deliver(struct sse_client *c, const char *feed_id, const char *text,
 }
 
 void lcm_sse_event(struct lcm_sse *s, const char *kind, const char *id, const char *type,
-                   uint64_t version, const char *at, const char *by, const char *data_json,
+                   uint64_t version, const char *at, const char *by, const cJSON *data,
                    const char *feed_id)
 {
     if (!s || s->nclients == 0)
@@ -222,7 +222,7 @@ void lcm_sse_event(struct lcm_sse *s, const char *kind, const char *id, const ch
             continue;
         }
         if (!f) {
-            char *json = lcm_net_event_json(kind, id, type, version, at, by, data_json);
+            char *json = lcm_net_event_json(kind, id, type, version, at, by, data);
             f = json ? frame_new(feed_id, type, json) : NULL;
             cJSON_free(json);
             if (!f)
@@ -267,15 +267,12 @@ static void replay_entry(const struct lcm_store_entry *e, void *ud)
             snprintf(c->last, sizeof(c->last), "%s", e->entry_id);
         return;
     }
-    char *data = cJSON_PrintUnformatted(e->data);
-    char *json = lcm_net_event_json(e->kind, e->id, e->type, e->version, e->at, e->by,
-                                    data ? data : "{}");
+    char *json = lcm_net_event_json(e->kind, e->id, e->type, e->version, e->at, e->by, e->data);
     struct frame *f = json ? frame_new(e->entry_id, e->type, json) : NULL;
     if (f)
         deliver(c, f->id, f->text, f->len);
     free(f);
     cJSON_free(json);
-    cJSON_free(data);
 }
 
 static void replay_done(struct sse_client *c)
