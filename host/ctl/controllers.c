@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 #include "app.h"
+#include "labs.h"
+#include "sessions.h"
 #include "workers.h"
 
 int lcm_controllers_init(struct lcm_app *app, char *err, size_t errlen)
@@ -13,11 +15,15 @@ int lcm_controllers_init(struct lcm_app *app, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     if (lcm_workers_ctl_init(app, err, errlen) < 0) return -1;
+    if (lcm_sessions_ctl_init(app, err, errlen) < 0) return -1;
+    if (lcm_labs_ctl_init(app, err, errlen) < 0) return -1;
     return 0;
 }
 
 void lcm_controllers_free(struct lcm_app *app)
 {
     (void)app;
+    lcm_labs_ctl_free(app);
+    lcm_sessions_ctl_free(app);
     lcm_workers_ctl_free(app);
 }
