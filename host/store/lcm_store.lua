@@ -4,7 +4,10 @@
 -- roll back) and then appends events, updates hashes, indexes, uniqueness keys and the feed.
 -- Loaded by lcmd with FUNCTION LOAD REPLACE on every connect; see docs/redis-layout.md.
 
-local PROTO = '1'
+local PROTO = '2'
+
+-- Locals rather than method calls: lcm_append runs them for every event it writes.
+local find, byte, match = ('').find, ('').byte, ('').match
 
 local function fail(code, msg)
   return redis.error_reply(code .. ' ' .. msg)
@@ -15,205 +18,338 @@ local function keytype(k)
 end
 
 local function is_uint(s)
-  return type(s) == 'string' and s:match('^%d+$') ~= nil and #s <= 15
+  return type(s) == 'string' and #s <= 15 and find(s, '^%d+$') ~= nil
 end
 
 local function valid_name(s)
-  return type(s) == 'string' and #s > 0 and #s <= 128 and s:match('^[%w._%-]+$') ~= nil
+  return type(s) == 'string' and #s > 0 and #s <= 128 and find(s, '^[%w._%-]+$') ~= nil
 end
 
 -- Returns the first word of lcm:leader ("<token> <holder>"), or nil when there is no lease.
 local function leader_token(k)
   local cur = redis.call('GET', k)
   if not cur then return nil end
-  return cur:match('^(%S+)')
+  return match(cur, '^(%S+)')
 end
 
--- FCALL lcm_append <numkeys> lcm:leader lcm:feed {per write: hash events idx-keys… uniq-keys…}
---   1 <fence|""> <feed-maxlen> <nwrites>
---   {per write: kind id expected nev nset ndel nidx nuniq
---               nev×(type at by data) nset×(field value) ndel×(field)
---               nidx×(op score member) nuniq×(value ttl_ms mode)}
--- op ∈ sadd srem zadd zrem uadd (a unique set: it may hold only this member, else
--- DUPLICATE); mode ∈ set (reserve, idempotent for the same value) del (release
--- when the value matches). Reply: the new version of each aggregate, in order.
-local function append(keys, args)
-  local ki, ai = 0, 0
-  local function K() ki = ki + 1; return keys[ki] end
-  local function A() ai = ai + 1; return args[ai] end
+-- FCALL lcm_append <numkeys> lcm:leader lcm:feed {per group: its keys}
+--   2 <feed-maxlen> <ngroups> {per group: <fence|""> "<nwrites> <nargs> <nkeys>" <its args>}
+-- A group's args, per write:
+--   "<expected> <nev> <nset> <ndel> <nidx> <nuniq>"
+--   nev×(type version at by data) nset×(field value) ndel×(field)
+--   nidx×(op score member) nuniq×(value ttl_ms mode)
+-- A group's keys, per write: lcm:{<kind>:<id>} lcm:{<kind>:<id>}:events, then one key per
+--   index op (two for smove: from, to), then one lcm:uniq:<name> per uniqueness op.
+-- A group is one atomic change set (one lcm_store_append): all its writes or none. Groups
+-- are independent: each is validated and written on its own, in order, so one call carries
+-- many appends (group commit) and a refused group does not affect the others; the sizes in
+-- each group header let a malformed group be refused alone.
+-- kind and id are read from the hash key. Event versions are expected+1, expected+2, … (sent
+-- as text so that nothing is formatted here). op ∈ sadd srem zadd zrem smove (SREM from one
+-- set + SADD to another in one command) uadd (a unique set: it may hold only this member,
+-- else DUPLICATE); mode ∈ set (reserve, idempotent for the same value) del (release when
+-- the value matches). Reply: one element per group, in order: the array of the new version
+-- of each of its aggregates, or an error (CONFLICT, FENCED, DUPLICATE, INVALID).
 
-  if A() ~= PROTO then return fail('INVALID', 'protocol version, expected ' .. PROTO) end
-  local fence, maxlen, nw = A(), A(), A()
-  if fence == nil or not is_uint(maxlen) or not is_uint(nw) then
+local function agg_name(p) return p.kind .. ':' .. p.id end
+
+-- Parses write w of a group into p (a reused table) and checks its arguments; no Redis
+-- access. ai/ki: its first argument and key. Returns the next ai, ki, or nil and an error.
+local function parse_write(p, keys, args, ai, ki, alast, klast)
+  if ai > alast then return nil, 'truncated' end
+  local exp, nev, nset, ndel, nidx, nuniq =
+    match(args[ai] or '', '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  if nuniq == nil or #exp > 15 then return nil, 'bad counts' end
+  nev, nset, ndel, nidx, nuniq =
+    tonumber(nev), tonumber(nset), tonumber(ndel), tonumber(nidx), tonumber(nuniq)
+  local expected = tonumber(exp)
+  p.expected, p.nev, p.nset, p.ndel, p.nidx, p.nuniq = expected, nev, nset, ndel, nidx, nuniq
+  p.ev = ai + 1
+  p.set = p.ev + 5 * nev
+  p.del = p.set + 2 * nset
+  p.idx = p.del + ndel
+  p.uniq = p.idx + 3 * nidx
+  local anext = p.uniq + 3 * nuniq
+  if anext - 1 > alast or ki + 1 > klast then return nil, 'truncated' end
+
+  local hkey, ekey = keys[ki], keys[ki + 1]
+  local kind, id = match(hkey, '^lcm:{([%w._%-]+):([%w._%-]+)}$')
+  if not id or #kind > 128 or #id > 128 then
+    return nil, 'hash key must be lcm:{<kind>:<id>} with kind/id [A-Za-z0-9._-]{1,128}'
+  end
+  p.hkey, p.ekey, p.kind, p.id = hkey, ekey, kind, id
+  if #ekey ~= #hkey + 7 or find(ekey, hkey, 1, true) ~= 1 or not find(ekey, ':events', -7, true) then
+    return nil, agg_name(p) .. ': events key must be ' .. hkey .. ':events'
+  end
+  if nev < 1 then return nil, agg_name(p) .. ': no events' end
+  local v = expected
+  for i = p.ev, p.set - 1, 5 do
+    local t, vs, at, data = args[i], args[i + 1], args[i + 2], args[i + 4]
+    v = v + 1
+    if #t == 0 or #t > 128 or find(t, '%s') then return nil, agg_name(p) .. ': bad event type' end
+    if #vs > 15 or find(vs, '%D') or tonumber(vs) ~= v then
+      return nil, agg_name(p) .. ': event versions must follow ' .. exp
+    end
+    if #at == 0 then return nil, agg_name(p) .. ': event without at' end
+    if byte(data, 1) ~= 123 or byte(data, -1) ~= 125 then
+      return nil, agg_name(p) .. ': event data must be a JSON object'
+    end
+  end
+  for j = p.set, p.del - 1, 2 do
+    local f = args[j]
+    if f == 'version' or #f == 0 then return nil, agg_name(p) .. ': bad field name' end
+  end
+  for j = p.del, p.idx - 1 do
+    if args[j] == 'version' then return nil, agg_name(p) .. ': bad deleted field' end
+  end
+  local k = ki + 2
+  p.ik = k
+  for j = p.idx, p.uniq - 1, 3 do
+    local op = args[j]
+    local nk = op == 'smove' and 2 or 1
+    if k + nk - 1 > klast then return nil, 'truncated' end
+    for x = k, k + nk - 1 do
+      if find(keys[x], 'lcm:idx:', 1, true) ~= 1 then
+        return nil, agg_name(p) .. ': index keys live under lcm:idx:'
+      end
+    end
+    if op ~= 'sadd' and op ~= 'srem' and op ~= 'smove' and op ~= 'uadd' and op ~= 'zadd'
+       and op ~= 'zrem' then
+      return nil, agg_name(p) .. ': bad index op ' .. op
+    end
+    if op == 'zadd' and tonumber(args[j + 1]) == nil then
+      return nil, agg_name(p) .. ': bad score for ' .. keys[k]
+    end
+    k = k + nk
+  end
+  p.uk = k
+  if k + nuniq - 1 > klast then return nil, 'truncated' end
+  for j = 0, nuniq - 1 do
+    local value, ttl, mode = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 1],
+                             args[p.uniq + 3 * j + 2]
+    local key = keys[k + j]
+    if find(key, 'lcm:uniq:', 1, true) ~= 1 then
+      return nil, agg_name(p) .. ': uniqueness keys live under lcm:uniq:'
+    end
+    if #value == 0 or not is_uint(ttl) or (mode ~= 'set' and mode ~= 'del') then
+      return nil, agg_name(p) .. ': bad uniqueness op on ' .. key
+    end
+  end
+  return anext, k + nuniq
+end
+
+local function append(keys, args)
+  if args[1] ~= PROTO then return fail('INVALID', 'protocol version, expected ' .. PROTO) end
+  local maxlen, ng = args[2], args[3]
+  if not is_uint(maxlen) or not is_uint(ng) or ng == '0' or keys[1] == nil or keys[2] == nil then
     return fail('INVALID', 'header')
   end
-  nw = tonumber(nw)
-  if nw < 1 then return fail('INVALID', 'no writes') end
-  local leader_key, feed_key = K(), K()
-  if leader_key == nil or feed_key == nil then return fail('INVALID', 'missing keys') end
+  local leader_key, feed_key = keys[1], keys[2]
+  ng = tonumber(ng)
 
-  -- Parse every write into a plan; nothing is touched yet.
-  local plan, seen = {}, {}
-  for w = 1, nw do
-    local p = { kind = A(), id = A() }
-    local exp, nev, nset, ndel, nidx, nuniq = A(), A(), A(), A(), A(), A()
-    if not valid_name(p.kind) or not valid_name(p.id) then
-      return fail('INVALID', 'write ' .. w .. ': kind/id must match [A-Za-z0-9._-]{1,128}')
-    end
-    local agg = p.kind .. ':' .. p.id
-    if seen[agg] then return fail('INVALID', agg .. ' appears twice') end
-    seen[agg] = true
-    p.agg = agg
-    for _, n in ipairs({ exp, nev, nset, ndel, nidx, nuniq }) do
-      if not is_uint(n) then return fail('INVALID', agg .. ': counts must be integers') end
-    end
-    p.expected = tonumber(exp)
-    nev, nset, ndel, nidx, nuniq =
-      tonumber(nev), tonumber(nset), tonumber(ndel), tonumber(nidx), tonumber(nuniq)
-    if nev < 1 then return fail('INVALID', agg .. ': no events') end
-    p.hkey, p.ekey = K(), K()
-    if p.hkey ~= 'lcm:{' .. agg .. '}' or p.ekey ~= 'lcm:{' .. agg .. '}:events' then
-      return fail('INVALID', agg .. ': keys do not match kind and id')
-    end
-    p.events = {}
-    for i = 1, nev do
-      local t, at, by, data = A(), A(), A(), A()
-      if data == nil then return fail('INVALID', agg .. ': truncated events') end
-      if #t == 0 or #t > 128 or t:find('%s') then
-        return fail('INVALID', agg .. ': bad event type')
+  -- Pass 1: group boundaries, so that a malformed call is refused before any group wrote.
+  local bounds, ai, ki = {}, 4, 3
+  for g = 1, ng do
+    local nw, na, nk = match(args[ai + 1] or '', '^(%d+) (%d+) (%d+)$')
+    if nk == nil or nw == '0' then return fail('INVALID', 'group ' .. g .. ': bad header') end
+    bounds[g] = { ai, ki, tonumber(nw), tonumber(na), tonumber(nk) }
+    ai = ai + 2 + tonumber(na)
+    ki = ki + tonumber(nk)
+  end
+  if ai - 1 ~= #args or ki - 1 ~= #keys then
+    return fail('INVALID', 'group sizes do not add up to the arguments and keys')
+  end
+
+  -- Facts read once per call and kept true by the call's own writes: the lease token (no
+  -- write here touches lcm:leader), whether lcm:feed may take XADD, index key types.
+  local leader, feed_ok, types = false, nil, {}
+  local function idx_type(k)
+    local t = types[k]
+    if t == nil then t = keytype(k); types[k] = t end
+    return t
+  end
+  local pool = {}   -- parsed writes of the current group, reused
+
+  -- Checks a group's nw parsed writes against the current data. Error reply or nil.
+  local function validate(fence, nw)
+    if fence ~= '' then
+      if leader == false then leader = leader_token(leader_key) end
+      if leader ~= fence then
+        return fail('FENCED', 'current=' .. (leader or 'none') .. ' given=' .. fence)
       end
-      if #at == 0 then return fail('INVALID', agg .. ': event without at') end
-      if data:sub(1, 1) ~= '{' or data:sub(-1) ~= '}' then
-        return fail('INVALID', agg .. ': event data must be a JSON object')
+    end
+    if feed_ok == nil then
+      local ft = keytype(feed_key)
+      feed_ok = ft == 'none' or ft == 'stream' or ft
+    end
+    if feed_ok ~= true then return fail('INVALID', feed_key .. ' is a ' .. feed_ok) end
+    local want, uadd, uniq = nil, nil, nil   -- this group's own intentions per key
+    for w = 1, nw do
+      local p = pool[w]
+      -- HGET refuses a non-hash key (WRONGTYPE), which is all the type check it needs.
+      local v = redis.pcall('HGET', p.hkey, 'version')
+      if type(v) == 'table' then return fail('INVALID', p.hkey .. ' is not a hash') end
+      local cur = 0
+      if v then
+        if not is_uint(v) then return fail('INVALID', p.hkey .. ' has no valid version') end
+        cur = tonumber(v)
+      elseif redis.call('EXISTS', p.ekey) == 1 then
+        -- Events without a hash: the hashes were dropped (rebuild pending); refuse to guess.
+        return fail('CONFLICT', agg_name(p) .. ' current=unknown expected=' .. p.expected ..
+                    ' (stream without hash: run lcmd --rebuild)')
       end
-      p.events[i] = { t, at, by, data }
-    end
-    p.set = {}
-    for i = 1, nset do
-      local f, v = A(), A()
-      if v == nil then return fail('INVALID', agg .. ': truncated fields') end
-      if f == 'version' or #f == 0 then return fail('INVALID', agg .. ': bad field name') end
-      p.set[#p.set + 1] = f
-      p.set[#p.set + 1] = v
-    end
-    p.del = {}
-    for i = 1, ndel do
-      local f = A()
-      if f == nil or f == 'version' then return fail('INVALID', agg .. ': bad deleted field') end
-      p.del[i] = f
-    end
-    p.idx = {}
-    for i = 1, nidx do
-      local op, score, member, key = A(), A(), A(), K()
-      if member == nil or key == nil then return fail('INVALID', agg .. ': truncated index ops') end
-      if key:sub(1, 8) ~= 'lcm:idx:' then
-        return fail('INVALID', agg .. ': index keys live under lcm:idx:')
+      if cur ~= p.expected then
+        return fail('CONFLICT', agg_name(p) .. ' current=' .. cur .. ' expected=' .. p.expected)
       end
-      local want
-      if op == 'sadd' or op == 'srem' or op == 'uadd' then want = 'set'
-      elseif op == 'zadd' or op == 'zrem' then want = 'zset'
-        if op == 'zadd' and tonumber(score) == nil then
-          return fail('INVALID', agg .. ': bad score for ' .. key)
+      -- The group's first XADD is its first write and checks that stream's type itself
+      -- (a refusal there has written nothing); the other streams are checked here.
+      if w > 1 then
+        local et = keytype(p.ekey)
+        if et ~= 'none' and et ~= 'stream' then return fail('INVALID', p.ekey .. ' is a ' .. et) end
+      end
+      local k = p.ik
+      for j = p.idx, p.uniq - 1, 3 do
+        local op, member = args[j], args[j + 2]
+        local need = (op == 'zadd' or op == 'zrem') and 'zset' or 'set'
+        for x = k, op == 'smove' and k + 1 or k do
+          local t = idx_type(keys[x])
+          if t == 'none' and want then t = want[keys[x]] or 'none' end
+          if t ~= 'none' and t ~= need then return fail('INVALID', keys[x] .. ' is a ' .. t) end
         end
-      else return fail('INVALID', agg .. ': bad index op ' .. tostring(op)) end
-      p.idx[i] = { op, key, score, member, want }
-    end
-    p.uniq = {}
-    for i = 1, nuniq do
-      local value, ttl, mode, key = A(), A(), A(), K()
-      if key == nil or mode == nil then return fail('INVALID', agg .. ': truncated uniques') end
-      if key:sub(1, 9) ~= 'lcm:uniq:' then
-        return fail('INVALID', agg .. ': uniqueness keys live under lcm:uniq:')
+        local to = op == 'smove' and keys[k + 1] or keys[k]
+        if op ~= 'srem' and op ~= 'zrem' then
+          want = want or {}
+          want[to] = need
+        end
+        if op == 'uadd' then
+          uadd = uadd or {}
+          local holder = uadd[to]
+          if holder == nil and idx_type(to) == 'set' and
+             redis.call('SISMEMBER', to, member) == 0 then
+            holder = redis.call('SRANDMEMBER', to) or nil
+          end
+          if holder ~= nil and holder ~= member then
+            return fail('DUPLICATE', to .. ' ' .. holder)
+          end
+          uadd[to] = member
+        end
+        k = op == 'smove' and k + 2 or k + 1
       end
-      if #value == 0 or not is_uint(ttl) or (mode ~= 'set' and mode ~= 'del') then
-        return fail('INVALID', agg .. ': bad uniqueness op on ' .. key)
-      end
-      p.uniq[i] = { key, value, tonumber(ttl), mode }
-    end
-    plan[w] = p
-  end
-  if ai ~= #args or ki ~= #keys then
-    return fail('INVALID', 'trailing arguments or keys')
-  end
-
-  -- Validate against the current data, still before the first write.
-  if fence ~= '' then
-    local cur = leader_token(leader_key)
-    if cur ~= fence then
-      return fail('FENCED', 'current=' .. (cur or 'none') .. ' given=' .. fence)
-    end
-  end
-  local ft = keytype(feed_key)
-  if ft ~= 'none' and ft ~= 'stream' then return fail('INVALID', feed_key .. ' is a ' .. ft) end
-  for _, p in ipairs(plan) do
-    local ht = keytype(p.hkey)
-    if ht ~= 'none' and ht ~= 'hash' then return fail('INVALID', p.hkey .. ' is a ' .. ht) end
-    local et = keytype(p.ekey)
-    if et ~= 'none' and et ~= 'stream' then return fail('INVALID', p.ekey .. ' is a ' .. et) end
-    local cur = 0
-    if ht == 'hash' then
-      local v = redis.call('HGET', p.hkey, 'version')
-      if not is_uint(v) then return fail('INVALID', p.hkey .. ' has no valid version') end
-      cur = tonumber(v)
-    elseif et == 'stream' then
-      -- Events without a hash: the hashes were dropped (rebuild pending); refuse to guess.
-      return fail('CONFLICT', p.agg .. ' current=unknown expected=' .. p.expected ..
-                  ' (stream without hash: run lcmd --rebuild)')
-    end
-    if cur ~= p.expected then
-      return fail('CONFLICT', p.agg .. ' current=' .. cur .. ' expected=' .. p.expected)
-    end
-    for _, ix in ipairs(p.idx) do
-      local t = keytype(ix[2])
-      if t ~= 'none' and t ~= ix[5] then return fail('INVALID', ix[2] .. ' is a ' .. t) end
-      if ix[1] == 'uadd' and t == 'set' and redis.call('SISMEMBER', ix[2], ix[4]) == 0 then
-        return fail('DUPLICATE', ix[2] .. ' ' .. redis.call('SRANDMEMBER', ix[2]))
+      for j = 0, p.nuniq - 1 do
+        local value, mode, uk = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 2], keys[p.uk + j]
+        uniq = uniq or {}
+        if mode == 'set' then
+          local have = uniq[uk]
+          if have == nil then
+            have = redis.pcall('GET', uk)
+            if type(have) == 'table' then return fail('INVALID', uk .. ' is not a string') end
+          end
+          if have and have ~= value then return fail('DUPLICATE', uk .. ' ' .. have) end
+          uniq[uk] = value
+        elseif uniq[uk] == nil and type(redis.pcall('GET', uk)) == 'table' then
+          return fail('INVALID', uk .. ' is not a string')
+        end
       end
     end
-    for _, u in ipairs(p.uniq) do
-      local t = keytype(u[1])
-      if t ~= 'none' and t ~= 'string' then return fail('INVALID', u[1] .. ' is a ' .. t) end
-      if u[4] == 'set' and t == 'string' then
-        local have = redis.call('GET', u[1])
-        if have ~= u[2] then return fail('DUPLICATE', u[1] .. ' ' .. have) end
-      end
-    end
+    return nil
   end
 
-  -- Write. Nothing below can fail on types or values checked above.
-  local out = {}
-  for w, p in ipairs(plan) do
-    local v = p.expected
-    for _, e in ipairs(p.events) do
-      v = v + 1
-      redis.call('XADD', p.ekey, '*', 'type', e[1], 'version', v, 'at', e[2], 'by', e[3],
-                 'data', e[4])
-      if maxlen == '0' then
-        redis.call('XADD', feed_key, '*', 'kind', p.kind, 'id', p.id, 'type', e[1],
-                   'version', v, 'at', e[2], 'by', e[3], 'data', e[4])
+  -- Writes a validated group. Returns its versions, or an error reply when its first XADD
+  -- was refused (then nothing was written).
+  local function write(nw)
+    local out = {}
+    for w = 1, nw do
+      local p = pool[w]
+      local hkey, ekey, kind, id, vs = p.hkey, p.ekey, p.kind, p.id, nil
+      for i = p.ev, p.set - 1, 5 do
+        local t, at, by, data = args[i], args[i + 2], args[i + 3], args[i + 4]
+        vs = args[i + 1]
+        if w == 1 and i == p.ev then
+          local r = redis.pcall('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at,
+                                'by', by, 'data', data)
+          if type(r) == 'table' and r.err then
+            return fail('INVALID', ekey .. ': ' .. r.err)
+          end
+        else
+          redis.call('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at, 'by', by,
+                     'data', data)
+        end
+        redis.call('XADD', feed_key, '*', 'kind', kind, 'id', id, 'type', t,
+                   'version', vs, 'at', at, 'by', by, 'data', data)
+      end
+      if p.nset > 0 then
+        redis.call('HSET', hkey, 'version', vs, unpack(args, p.set, p.del - 1))
       else
-        redis.call('XADD', feed_key, 'MAXLEN', '~', maxlen, '*', 'kind', p.kind, 'id', p.id,
-                   'type', e[1], 'version', v, 'at', e[2], 'by', e[3], 'data', e[4])
+        redis.call('HSET', hkey, 'version', vs)
       end
-    end
-    redis.call('HSET', p.hkey, 'version', v, unpack(p.set))
-    if #p.del > 0 then redis.call('HDEL', p.hkey, unpack(p.del)) end
-    for _, ix in ipairs(p.idx) do
-      if ix[1] == 'zadd' then redis.call('ZADD', ix[2], ix[3], ix[4])
-      elseif ix[1] == 'uadd' then redis.call('SADD', ix[2], ix[4])
-      else redis.call(ix[1], ix[2], ix[4]) end
-    end
-    for _, u in ipairs(p.uniq) do
-      if u[4] == 'set' then
-        if u[3] > 0 then redis.call('SET', u[1], u[2], 'PX', u[3])
-        else redis.call('SET', u[1], u[2]) end
-      elseif redis.call('GET', u[1]) == u[2] then
-        redis.call('DEL', u[1])
+      if p.ndel > 0 then redis.call('HDEL', hkey, unpack(args, p.del, p.idx - 1)) end
+      local k = p.ik
+      for j = p.idx, p.uniq - 1, 3 do
+        local op, member, key = args[j], args[j + 2], keys[k]
+        if op == 'smove' then
+          local to = keys[k + 1]
+          if redis.call('SMOVE', key, to, member) == 0 then redis.call('SADD', to, member) end
+          types[key], types[to] = nil, 'set'
+          k = k + 1
+        elseif op == 'sadd' or op == 'uadd' then
+          redis.call('SADD', key, member)
+          types[key] = 'set'
+        elseif op == 'zadd' then
+          redis.call('ZADD', key, args[j + 1], member)
+          types[key] = 'zset'
+        else
+          redis.call(op, key, member)
+          types[key] = nil   -- it may be gone now
+        end
+        k = k + 1
       end
+      for j = 0, p.nuniq - 1 do
+        local value, ttl, mode = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 1],
+                                 args[p.uniq + 3 * j + 2]
+        local uk = keys[p.uk + j]
+        if mode == 'set' then
+          if ttl ~= '0' then redis.call('SET', uk, value, 'PX', ttl)
+          else redis.call('SET', uk, value) end
+        elseif redis.call('GET', uk) == value then
+          redis.call('DEL', uk)
+        end
+      end
+      out[w] = p.expected + p.nev
     end
-    out[w] = v
+    return out
   end
-  return out
+
+  -- Pass 2: each group on its own, in order.
+  local replies, wrote = {}, false
+  for g = 1, ng do
+    local b = bounds[g]
+    local a0, k0, nw, na, nk = b[1], b[2], b[3], b[4], b[5]
+    local fence = args[a0]
+    local alast, klast = a0 + 1 + na, k0 + nk - 1
+    local a, k, why = a0 + 2, k0, nil
+    local seen = nw > 1 and {} or nil
+    for w = 1, nw do
+      local p = pool[w]
+      if not p then p = {}; pool[w] = p end
+      a, k = parse_write(p, keys, args, a, k, alast, klast)
+      if not a then why = k; break end
+      if seen then
+        if seen[p.hkey] then why = agg_name(p) .. ' appears twice'; break end
+        seen[p.hkey] = true
+      end
+    end
+    if not why and (a - 1 ~= alast or k - 1 ~= klast) then why = 'group sizes do not match' end
+    local err = why and fail('INVALID', why) or validate(fence, nw)
+    if err then
+      replies[g] = err
+    else
+      replies[g] = write(nw)
+      if replies[g].err == nil then wrote = true end
+    end
+  end
+  -- Retention: one approximate trim per call rather than one per feed entry.
+  if wrote and maxlen ~= '0' then redis.call('XTRIM', feed_key, 'MAXLEN', '~', maxlen) end
+  return replies
 end
 
 -- RFC 3339 UTC from the server clock (os.date is not available to functions).

@@ -66,6 +66,8 @@ static void load_function(struct lcm_redis *r, void *ud)
         lcm_warn("store", "msg=\"cannot send FUNCTION LOAD (not connected)\"");
 }
 
+static void fail_queue(struct lcm_store *s);
+
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 struct lcm_store *lcm_store_new(struct event_base *base, struct lcm_redis *r,
@@ -140,6 +142,7 @@ void lcm_store_free(struct lcm_store *s)
     if (!s)
         return;
     s->closing = 1;
+    fail_queue(s);
     lcm_store_follow_stop(s);
     lcm_store_rebuild_abort(s);
     lcm_store_maps_free(s);
@@ -148,60 +151,18 @@ void lcm_store_free(struct lcm_store *s)
     free(s);
 }
 
-/* ---- append -------------------------------------------------------------------------- */
+/* ---- append: encoding and group commit ---------------------------------------------- */
 
-/* Strings built for one FCALL; chunks never move so pointers into them stay valid. */
-struct arena {
-    struct chunk { struct chunk *next; size_t used, cap; char buf[]; } *head;
-    int oom;
-};
-
-static char *arena_alloc(struct arena *a, size_t n)
-{
-    if (!a->head || a->head->cap - a->head->used < n) {
-        size_t cap = n > 8192 ? n : 8192;
-        struct chunk *c = malloc(sizeof(*c) + cap);
-        if (!c) {
-            a->oom = 1;
-            return NULL;
-        }
-        c->next = a->head;
-        c->used = 0;
-        c->cap = cap;
-        a->head = c;
-    }
-    char *p = a->head->buf + a->head->used;
-    a->head->used += n;
-    return p;
-}
-
-static const char *arena_printf(struct arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static const char *arena_printf(struct arena *a, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        a->oom = 1;
-        return NULL;
-    }
-    char *p = arena_alloc(a, (size_t)n + 1);
-    if (p)
-        memcpy(p, tmp, (size_t)n + 1);
-    return p;
-}
-
-static void arena_free(struct arena *a)
-{
-    while (a->head) {
-        struct chunk *n = a->head->next;
-        free(a->head);
-        a->head = n;
-    }
-}
+/* Each lcm_store_append is encoded at once into an op that owns copies of its strings (the
+ * caller's are borrowed for the call only). Ops are sent as groups of one FCALL lcm_append:
+ * an append made while fewer than BATCH_MAX_INFLIGHT calls are in flight (and none queued)
+ * goes out at once, alone; the others queue and leave together as soon as a call returns,
+ * so under load one FCALL carries many appends (group commit) and the per-call cost in
+ * Redis (dispatch, function entry, AOF wrapping) is paid once for all of them. Each group
+ * stays atomic on its own: it is validated and written or refused independently, in order. */
+#define BATCH_MAX_GROUPS 128    /* appends per FCALL: bounds the time Redis spends in one */
+#define BATCH_MAX_ARGV 16384    /* keys + arguments per FCALL */
+#define BATCH_MAX_INFLIGHT 2    /* FCALLs in flight before appends wait for one to return */
 
 struct commit_item {
     const struct lcm_kind *kind;
@@ -210,13 +171,33 @@ struct commit_item {
     void *state;     /* the new state, installed on success */
 };
 
+/* One encoded string: offset and length in op->buf; a key or an argument of the FCALL. */
+struct enc_str {
+    uint32_t off;
+    unsigned len : 31;
+    unsigned key : 1;
+};
+
 struct append_op {
+    struct append_op *next;      /* queue / batch link */
     struct lcm_store *s;
     lcm_store_done_fn done;
     void *ud;
     struct timespec t0;
     struct commit_item *items;   /* commits only */
     size_t n_items;
+    char *buf;                   /* the strings, NUL-terminated */
+    size_t len, cap;
+    struct enc_str *v;
+    size_t n, capv, nkeys;
+    int oom;
+};
+
+/* The appends of one FCALL, in group order. */
+struct batch {
+    struct lcm_store *s;
+    struct append_op *head;
+    size_t n;
 };
 
 static void commit_items_free(struct commit_item *items, size_t n)
@@ -229,10 +210,210 @@ static void commit_items_free(struct commit_item *items, size_t n)
     free(items);
 }
 
-/* Parses "CONFLICT <kind:id> current=<n|unknown> expected=<n>" etc. into res. */
-static void decode_error(const char *msg, struct lcm_store_result *res)
+static void op_free(struct append_op *op)
 {
-    snprintf(res->message, sizeof(res->message), "%s", msg);
+    if (!op)
+        return;
+    commit_items_free(op->items, op->n_items);
+    free(op->buf);
+    free(op->v);
+    free(op);
+}
+
+/* Appends one string (n bytes + NUL). */
+static void op_put(struct append_op *op, int key, const char *str, size_t n)
+{
+    if (op->oom)
+        return;
+    if (op->n == op->capv) {
+        size_t cap = op->capv ? op->capv * 2 : 32;
+        struct enc_str *nv = realloc(op->v, cap * sizeof(*nv));
+        if (!nv) {
+            op->oom = 1;
+            return;
+        }
+        op->v = nv;
+        op->capv = cap;
+    }
+    if (op->cap - op->len < n + 1) {
+        size_t cap = op->cap ? op->cap : 512;
+        while (cap - op->len < n + 1)
+            cap *= 2;
+        char *nb = cap > UINT32_MAX ? NULL : realloc(op->buf, cap);
+        if (!nb) {
+            op->oom = 1;
+            return;
+        }
+        op->buf = nb;
+        op->cap = cap;
+    }
+    memcpy(op->buf + op->len, str, n);
+    op->buf[op->len + n] = '\0';
+    op->v[op->n++] = (struct enc_str){ (uint32_t)op->len, (unsigned)n, (unsigned)(key != 0) };
+    op->len += n + 1;
+    op->nkeys += key != 0;
+}
+
+static void op_puts(struct append_op *op, int key, const char *str)
+{
+    op_put(op, key, str, strlen(str));
+}
+
+static void op_putf(struct append_op *op, int key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void op_putf(struct append_op *op, int key, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        op->oom = 1;
+    else
+        op_put(op, key, tmp, (size_t)n);
+}
+
+static const char *ix_member(const struct lcm_store_index_op *ix, const struct lcm_store_write *x)
+{
+    return ix->member ? ix->member : x->id;
+}
+
+/* A removal from one set that pairs with an addition of the same member to another set
+ * (a status index moving): sent as one SMOVE. Returns the index of the addition or -1. */
+static long smove_partner(const struct lcm_store_write *x, size_t j, const unsigned char *used)
+{
+    const struct lcm_store_index_op *rm = &x->indexes[j];
+    if (rm->sorted || !rm->remove)
+        return -1;
+    for (size_t i = 0; i < x->n_indexes; i++) {
+        const struct lcm_store_index_op *ad = &x->indexes[i];
+        if (!used[i] && !ad->sorted && !ad->remove && !ad->unique && ad->key &&
+            strcmp(ad->key, rm->key) != 0 && strcmp(ix_member(ad, x), ix_member(rm, x)) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Encodes one group: its keys and arguments of the lcm_append protocol (lcm_store.lua).
+ * Returns 0 or LCM_STORE_EINVALID / LCM_STORE_ENOMEM. */
+static int encode_group(struct append_op *op, const struct lcm_store_write *w, size_t n,
+                        const char *fence, const char *now)
+{
+    op_puts(op, 0, fence ? fence : "");
+    size_t hdr = op->n;
+    op_put(op, 0, "", 0);     /* "<nwrites> <nargs> <nkeys>", filled in below */
+    for (size_t i = 0; i < n; i++) {
+        const struct lcm_store_write *x = &w[i];
+        size_t nset = 0, ndel = 0, nidx = 0;
+        if (!lcm_store_valid_name(x->kind) || !lcm_store_valid_name(x->id) ||
+            x->n_events == 0 || (x->n_fields && !x->fields) || (x->n_indexes && !x->indexes) ||
+            (x->n_uniques && !x->uniques) || !x->events)
+            return LCM_STORE_EINVALID;
+        for (size_t f = 0; f < x->n_fields; f++) {
+            if (!x->fields[f].name)
+                return LCM_STORE_EINVALID;
+            if (x->fields[f].value)
+                nset++;
+            else
+                ndel++;
+        }
+        unsigned char used_s[32], *used = used_s;
+        if (x->n_indexes > sizeof(used_s) && !(used = malloc(x->n_indexes)))
+            return LCM_STORE_ENOMEM;
+        memset(used, 0, x->n_indexes);
+        for (size_t j = 0; j < x->n_indexes; j++)
+            if (!x->indexes[j].key) {
+                if (used != used_s)
+                    free(used);
+                return LCM_STORE_EINVALID;
+            }
+        for (size_t j = 0; j < x->n_indexes; j++) {
+            if (used[j])
+                continue;
+            long pj = smove_partner(x, j, used);
+            used[j] = 1;
+            if (pj >= 0)
+                used[pj] = 2;   /* sent with j */
+            nidx++;
+        }
+        op_putf(op, 1, "lcm:{%s:%s}", x->kind, x->id);
+        op_putf(op, 1, "lcm:{%s:%s}:events", x->kind, x->id);
+        op_putf(op, 0, "%" PRIu64 " %zu %zu %zu %zu %zu", x->expected_version, x->n_events,
+                nset, ndel, nidx, x->n_uniques);
+        for (size_t e = 0; e < x->n_events; e++) {
+            const struct lcm_store_event *ev = &x->events[e];
+            if (!ev->type || !ev->data) {
+                if (used != used_s)
+                    free(used);
+                return LCM_STORE_EINVALID;
+            }
+            op_puts(op, 0, ev->type);
+            op_putf(op, 0, "%" PRIu64, x->expected_version + e + 1);
+            op_puts(op, 0, ev->at ? ev->at : now);
+            op_puts(op, 0, ev->by ? ev->by : "");
+            op_puts(op, 0, ev->data);
+        }
+        for (size_t f = 0; f < x->n_fields; f++)
+            if (x->fields[f].value) {
+                op_puts(op, 0, x->fields[f].name);
+                op_puts(op, 0, x->fields[f].value);
+            }
+        for (size_t f = 0; f < x->n_fields; f++)
+            if (!x->fields[f].value)
+                op_puts(op, 0, x->fields[f].name);
+        memset(used, 0, x->n_indexes);
+        for (size_t j = 0; j < x->n_indexes; j++) {
+            const struct lcm_store_index_op *ix = &x->indexes[j];
+            if (used[j])
+                continue;
+            used[j] = 1;
+            long pj = smove_partner(x, j, used);
+            op_puts(op, 1, ix->key);
+            if (pj >= 0) {
+                used[pj] = 1;
+                op_puts(op, 1, x->indexes[pj].key);
+                op_put(op, 0, "smove", 5);
+                op_put(op, 0, "0", 1);
+            } else {
+                op_puts(op, 0, ix->sorted ? (ix->remove ? "zrem" : "zadd")
+                                          : (ix->remove ? "srem" : ix->unique ? "uadd" : "sadd"));
+                if (ix->sorted && !ix->remove)
+                    op_putf(op, 0, "%.17g", ix->score);
+                else
+                    op_put(op, 0, "0", 1);
+            }
+            op_puts(op, 0, ix_member(ix, x));
+        }
+        if (used != used_s)
+            free(used);
+        for (size_t j = 0; j < x->n_uniques; j++) {
+            const struct lcm_store_unique *u = &x->uniques[j];
+            if (!u->name || u->ttl_ms < 0)
+                return LCM_STORE_EINVALID;
+            op_putf(op, 1, "lcm:uniq:%s", u->name);
+            op_puts(op, 0, u->value ? u->value : x->id);
+            op_putf(op, 0, "%lld", u->ttl_ms);
+            op_puts(op, 0, u->release ? "del" : "set");
+        }
+    }
+    if (op->oom)
+        return LCM_STORE_ENOMEM;
+    /* The header counts what follows it: arguments after it, and every key. */
+    size_t nargs = op->n - op->nkeys - 2, n0 = op->n;
+    op_putf(op, 0, "%zu %zu %zu", n, nargs, op->nkeys);
+    if (op->oom)
+        return LCM_STORE_ENOMEM;
+    op->v[hdr] = op->v[n0];
+    op->n--;
+    return 0;
+}
+
+/* Parses "CONFLICT <kind:id> current=<n|unknown> expected=<n>" etc. into res. */
+static void decode_error(const char *msg, size_t len, struct lcm_store_result *res)
+{
+    snprintf(res->message, sizeof(res->message), "%.*s", (int)len, msg);
+    msg = res->message;
     res->current_version = -1;
     if (strncmp(msg, "CONFLICT ", 9) == 0) {
         res->status = LCM_STORE_ECONFLICT;
@@ -278,20 +459,21 @@ static void install_commit(struct lcm_store *s, struct append_op *op, const uint
     }
 }
 
-static void append_reply(struct lcm_redis *r, redisReply *reply, void *ud)
+/* Reports one append's outcome (reply: its element of the FCALL reply, an error reply for
+ * the whole call, or NULL) and frees the op. */
+static void op_complete(struct append_op *op, const redisReply *reply, int status,
+                        const char *why)
 {
-    (void)r;
-    struct append_op *op = ud;
     struct lcm_store *s = op->s;
     struct lcm_store_result res;
     memset(&res, 0, sizeof(res));
     res.current_version = -1;
     uint64_t vbuf[16], *versions = vbuf;
-    if (!reply) {
-        res.status = LCM_STORE_EUNAVAILABLE;
-        snprintf(res.message, sizeof(res.message), "connection lost before the reply");
+    if (status) {
+        res.status = status;
+        snprintf(res.message, sizeof(res.message), "%s", why);
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        decode_error(reply->str ? reply->str : "", &res);
+        decode_error(reply->str ? reply->str : "", reply->str ? reply->len : 0, &res);
     } else if (reply->type == REDIS_REPLY_ARRAY) {
         if (reply->elements > 16)
             versions = calloc(reply->elements, sizeof(*versions));
@@ -312,9 +494,9 @@ static void append_reply(struct lcm_redis *r, redisReply *reply, void *ud)
         snprintf(res.message, sizeof(res.message), "unexpected reply type %d", reply->type);
     }
     if (s->metrics && !s->closing) {
-        char labels[64];
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
+        char labels[64];
         snprintf(labels, sizeof(labels), "result=\"%s\"", lcm_store_strerror(res.status));
         lcm_metrics_inc(s->metrics, "lcm_store_appends_total", labels, 1);
         lcm_metrics_observe(s->metrics, "lcm_store_append_seconds", NULL,
@@ -324,144 +506,178 @@ static void append_reply(struct lcm_redis *r, redisReply *reply, void *ud)
     op->done(&res, op->ud);
     if (versions != vbuf)
         free(versions);
-    commit_items_free(op->items, op->n_items);
-    free(op);
+    op_free(op);
 }
 
-/* Encodes and sends; on success takes ownership of items (freed after the reply). */
-static int send_append(struct lcm_store *s, const struct lcm_store_write *w, size_t n,
-                       const char *fence, lcm_store_done_fn done, void *ud,
-                       struct commit_item *items, size_t n_items)
+static void flush_queue(struct lcm_store *s);
+
+static void batch_reply(struct lcm_redis *r, redisReply *reply, void *ud)
 {
-    if (!s || !w || n == 0 || !done)
-        return LCM_STORE_EINVALID;
-    size_t nkeys = 2, nargs = 4;
-    for (size_t i = 0; i < n; i++) {
-        if (!lcm_store_valid_name(w[i].kind) || !lcm_store_valid_name(w[i].id) ||
-            w[i].n_events == 0)
-            return LCM_STORE_EINVALID;
-        nkeys += 2 + w[i].n_indexes + w[i].n_uniques;
-        nargs += 8 + 4 * w[i].n_events + 3 * w[i].n_indexes + 3 * w[i].n_uniques;
-        for (size_t f = 0; f < w[i].n_fields; f++)
-            nargs += w[i].fields[f].value ? 2 : 1;   /* HSET pair, or HDEL name */
+    (void)r;
+    struct batch *b = ud;
+    struct lcm_store *s = b->s;
+    int whole = !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != b->n;
+    /* Appends made by the callbacks below queue up and leave together afterwards. */
+    s->in_reply++;
+    size_t i = 0;
+    for (struct append_op *op = b->head, *next; op; op = next, i++) {
+        next = op->next;
+        if (!reply)
+            op_complete(op, NULL, LCM_STORE_EUNAVAILABLE, "connection lost before the reply");
+        else if (whole && reply->type == REDIS_REPLY_ERROR)
+            op_complete(op, reply, 0, NULL);
+        else if (whole)
+            op_complete(op, NULL, LCM_STORE_EREDIS, "unexpected reply to lcm_append");
+        else
+            op_complete(op, reply->element[i], 0, NULL);
+    }
+    free(b);
+    s->in_reply--;
+    s->inflight--;
+    flush_queue(s);
+}
+
+/* Sends ops (linked, n of them) as one FCALL. Returns 0, or -1 (ops untouched). */
+static int send_batch(struct lcm_store *s, struct append_op *head, size_t n)
+{
+    size_t nkeys = 2, nargs = 3;
+    for (struct append_op *op = head; op; op = op->next) {
+        nkeys += op->nkeys;
+        nargs += op->n - op->nkeys;
     }
     size_t argc = 3 + nkeys + nargs;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    struct append_op *op = calloc(1, sizeof(*op));
-    struct arena a = { 0 };
-    int rc = LCM_STORE_ENOMEM;
-    if (!argv || !lens || !op)
+    struct batch *b = calloc(1, sizeof(*b));
+    char nk[24], ng[24];
+    int rc = -1;
+    if (!argv || !lens || !b)
         goto out;
-    char now[40];
-    lcm_store_now(now, sizeof(now));
-
-    /* Keys and args are laid out in two regions filled in one pass. */
-    size_t k = 0, g = 3 + nkeys;
+    snprintf(nk, sizeof(nk), "%zu", nkeys);
+    snprintf(ng, sizeof(ng), "%zu", n);
+    size_t k = 3, a = 3 + nkeys;
     argv[0] = "FCALL";
     argv[1] = "lcm_append";
-    argv[2] = arena_printf(&a, "%zu", nkeys);
-    argv[3 + k++] = LCM_STORE_LEADER;
-    argv[3 + k++] = LCM_STORE_FEED;
-    argv[g++] = "1";
-    argv[g++] = fence ? fence : "";
-    argv[g++] = s->feed_maxlen_s;
-    argv[g++] = arena_printf(&a, "%zu", n);
-    for (size_t i = 0; i < n; i++) {
-        const struct lcm_store_write *x = &w[i];
-        size_t nset = 0, ndel = 0;
-        for (size_t f = 0; f < x->n_fields; f++) {
-            if (!x->fields[f].name)
-                goto invalid;
-            if (x->fields[f].value)
-                nset++;
-            else
-                ndel++;
+    argv[2] = nk;
+    argv[k++] = LCM_STORE_LEADER;
+    argv[k++] = LCM_STORE_FEED;
+    argv[a++] = "2";
+    argv[a++] = s->feed_maxlen_s;
+    argv[a++] = ng;
+    for (struct append_op *op = head; op; op = op->next)
+        for (size_t i = 0; i < op->n; i++) {
+            size_t j = op->v[i].key ? k++ : a++;
+            argv[j] = op->buf + op->v[i].off;
+            lens[j] = op->v[i].len;
         }
-        argv[3 + k++] = arena_printf(&a, "lcm:{%s:%s}", x->kind, x->id);
-        argv[3 + k++] = arena_printf(&a, "lcm:{%s:%s}:events", x->kind, x->id);
-        argv[g++] = x->kind;
-        argv[g++] = x->id;
-        argv[g++] = arena_printf(&a, "%" PRIu64, x->expected_version);
-        argv[g++] = arena_printf(&a, "%zu", x->n_events);
-        argv[g++] = arena_printf(&a, "%zu", nset);
-        argv[g++] = arena_printf(&a, "%zu", ndel);
-        argv[g++] = arena_printf(&a, "%zu", x->n_indexes);
-        argv[g++] = arena_printf(&a, "%zu", x->n_uniques);
-        for (size_t e = 0; e < x->n_events; e++) {
-            const struct lcm_store_event *ev = &x->events[e];
-            if (!ev->type || !ev->data)
-                goto invalid;
-            argv[g++] = ev->type;
-            argv[g++] = ev->at ? ev->at : now;
-            argv[g++] = ev->by ? ev->by : "";
-            argv[g++] = ev->data;
-        }
-        for (size_t f = 0; f < x->n_fields; f++) {
-            if (x->fields[f].value) {
-                argv[g++] = x->fields[f].name;
-                argv[g++] = x->fields[f].value;
-            }
-        }
-        for (size_t f = 0; f < x->n_fields; f++)
-            if (!x->fields[f].value)
-                argv[g++] = x->fields[f].name;
-        for (size_t j = 0; j < x->n_indexes; j++) {
-            const struct lcm_store_index_op *ix = &x->indexes[j];
-            if (!ix->key)
-                goto invalid;
-            argv[3 + k++] = ix->key;
-            argv[g++] = ix->sorted ? (ix->remove ? "zrem" : "zadd")
-                                   : (ix->remove ? "srem" : ix->unique ? "uadd" : "sadd");
-            argv[g++] = ix->sorted && !ix->remove ? arena_printf(&a, "%.17g", ix->score) : "0";
-            argv[g++] = ix->member ? ix->member : x->id;
-        }
-        for (size_t j = 0; j < x->n_uniques; j++) {
-            const struct lcm_store_unique *u = &x->uniques[j];
-            if (!u->name || u->ttl_ms < 0)
-                goto invalid;
-            argv[3 + k++] = arena_printf(&a, "lcm:uniq:%s", u->name);
-            argv[g++] = u->value ? u->value : x->id;
-            argv[g++] = arena_printf(&a, "%lld", u->ttl_ms);
-            argv[g++] = u->release ? "del" : "set";
-        }
-    }
-    if (a.oom)
-        goto out;
-    if (g != argc || 3 + k != 3 + nkeys) {
-        lcm_error("store", "msg=\"append encoding mismatch (bug)\" argc=%zu filled=%zu", argc, g);
-        goto invalid;
-    }
-    for (size_t i = 0; i < argc; i++)
+    for (size_t i = 0; i < 3; i++)
         lens[i] = strlen(argv[i]);
+    for (size_t i = 3; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    for (size_t i = 3 + nkeys; i < 6 + nkeys; i++)
+        lens[i] = strlen(argv[i]);
+    b->s = s;
+    b->head = head;
+    b->n = n;
+    if (lcm_redis_commandv(s->r, batch_reply, b, (int)argc, argv, lens) < 0)
+        goto out;
+    b = NULL;
+    s->inflight++;
+    rc = 0;
+out:
+    free(b);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+/* Sends queued ops, up to BATCH_MAX_GROUPS per FCALL, while fewer than BATCH_MAX_INFLIGHT
+ * calls are in flight. Runs from reply callbacks only, so failures are reported through
+ * done (never from inside lcm_store_append). */
+static void flush_queue(struct lcm_store *s)
+{
+    while (s->q_head && s->inflight < BATCH_MAX_INFLIGHT && !s->in_reply) {
+        struct append_op *head = s->q_head, *last = head;
+        size_t n = 1, argc = 5 + 3 + head->n;
+        while (last->next && n < BATCH_MAX_GROUPS && argc + last->next->n <= BATCH_MAX_ARGV) {
+            last = last->next;
+            argc += last->n;
+            n++;
+        }
+        s->q_head = last->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        s->q_len -= n;
+        last->next = NULL;
+        if (send_batch(s, head, n) < 0) {
+            s->in_reply++;
+            for (struct append_op *op = head, *next; op; op = next) {
+                next = op->next;
+                op_complete(op, NULL, LCM_STORE_EUNAVAILABLE, "not connected");
+            }
+            s->in_reply--;
+        }
+    }
+}
+
+/* Fails every queued op (store freed with appends still waiting). */
+static void fail_queue(struct lcm_store *s)
+{
+    while (s->q_head) {
+        struct append_op *op = s->q_head;
+        s->q_head = op->next;
+        s->q_len--;
+        op_complete(op, NULL, LCM_STORE_EUNAVAILABLE, "store closed");
+    }
+    s->q_tail = NULL;
+}
+
+/* Encodes and sends or queues; on success takes ownership of items (freed after done). */
+static int submit_append(struct lcm_store *s, const struct lcm_store_write *w, size_t n,
+                         const char *fence, lcm_store_done_fn done, void *ud,
+                         struct commit_item *items, size_t n_items)
+{
+    if (!s || !w || n == 0 || !done)
+        return LCM_STORE_EINVALID;
+    if (s->closing || !lcm_redis_connected(s->r))
+        return LCM_STORE_EUNAVAILABLE;
+    struct append_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return LCM_STORE_ENOMEM;
+    char now[40];
+    lcm_store_now(now, sizeof(now));
+    int rc = encode_group(op, w, n, fence, now);
+    if (rc < 0 || op->n > BATCH_MAX_ARGV) {
+        op_free(op);
+        return rc < 0 ? rc : LCM_STORE_EINVALID;
+    }
     op->s = s;
     op->done = done;
     op->ud = ud;
     op->items = items;
     op->n_items = n_items;
     clock_gettime(CLOCK_MONOTONIC, &op->t0);
-    if (lcm_redis_commandv(s->r, append_reply, op, (int)argc, argv, lens) < 0) {
-        op->items = NULL;
-        rc = LCM_STORE_EUNAVAILABLE;
-        goto out;
+    if (!s->q_head && !s->in_reply && s->inflight < BATCH_MAX_INFLIGHT) {
+        if (send_batch(s, op, 1) < 0) {
+            op->items = NULL;   /* still the caller's */
+            op_free(op);
+            return LCM_STORE_EUNAVAILABLE;
+        }
+    } else {
+        if (s->q_tail)
+            s->q_tail->next = op;
+        else
+            s->q_head = op;
+        s->q_tail = op;
+        s->q_len++;
     }
-    op = NULL;
-    rc = 0;
-    goto out;
-invalid:
-    rc = LCM_STORE_EINVALID;
-out:
-    arena_free(&a);
-    free(argv);
-    free(lens);
-    free(op);
-    return rc;
+    return 0;
 }
 
 int lcm_store_append(struct lcm_store *s, const struct lcm_store_write *writes, size_t n,
                      const char *fence, lcm_store_done_fn done, void *ud)
 {
-    return send_append(s, writes, n, fence, done, ud, NULL, 0);
+    return submit_append(s, writes, n, fence, done, ud, NULL, 0);
 }
 
 /* ---- commit: fold, diff, append ------------------------------------------------------ */
@@ -593,7 +809,7 @@ static const struct lcm_index_entry *idx_find(const struct idxv *x, const char *
     return NULL;
 }
 
-/* Per change: everything the write borrows, freed after send_append formatted it. */
+/* Per change: everything the write borrows, freed after submit_append encoded it. */
 struct change_tmp {
     struct lcm_store_fieldv oldf, newf;
     struct idxv oldi, newi;
@@ -751,7 +967,7 @@ int lcm_store_commit(struct lcm_store *s, const struct lcm_store_change *changes
         w[i].events = evcopy[i];
     }
     if (rc >= 0) {
-        rc = send_append(s, w, n, fence, done, ud, items, n);
+        rc = submit_append(s, w, n, fence, done, ud, items, n);
         if (rc == 0)
             items = NULL;
         else

@@ -34,6 +34,7 @@ struct lcm_store_sub {
 
 struct lcm_store_load;
 struct lcm_store_rebuild;
+struct append_op;
 
 struct lcm_store {
     struct event_base *base;
@@ -63,6 +64,12 @@ struct lcm_store {
     void *ready_ud;
     struct lcm_store_rebuild *rebuild; /* in-flight rebuild, or NULL */
     size_t pending_reloads;
+
+    /* Group commit (store.c): appends waiting for an FCALL to return, FIFO. */
+    struct append_op *q_head, *q_tail;
+    size_t q_len;
+    int inflight;                 /* lcm_append calls without reply */
+    int in_reply;                 /* inside a batch's callbacks: appends queue */
 };
 
 /* Read-model map helpers (readmodel.c). */
