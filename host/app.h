@@ -21,6 +21,7 @@ struct lcm_policy_engine;
 struct lcm_redis;
 struct lcm_store;
 struct lcm_api;
+struct lcm_net;
 struct lcm_ctl;
 
 struct lcm_app {
@@ -36,6 +37,7 @@ struct lcm_app {
     struct lcm_plugins *plugins;
     struct lcm_policy_engine *policy;
     struct lcm_api *api;              /* resource routes (host/api) */
+    struct lcm_net *net;              /* SSE, CloudEvents in and out (host/net) */
     struct lcm_ctl *ctl;              /* controllers + leader lease (host/ctl) */
     struct lcm_embedded_redis embedded;
     struct event *sig_term, *sig_int, *sig_hup;

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "app.h"
+#include "api/api.h"
 #include "core/auth.h"
 #include "ctl/ctl.h"
 #include "ctl/controllers.h"
@@ -27,6 +28,7 @@
 #include "core/metrics.h"
 #include "core/redis.h"
 #include "core/static.h"
+#include "net/net.h"
 #include "plugin/plugin.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -263,6 +265,7 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
     }
     d->stopping = 1;
     lcm_ctl_shutdown(d->ctl);
+    lcm_net_shutdown(d->net);
     lcm_info("lcmd", "msg=\"shutting down\" signal=%d inflight=%zu", (int)sig, lcm_httpd_inflight(d->httpd));
     lcm_httpd_shutdown(d->httpd, 5000, drained, d);
 }
@@ -284,6 +287,10 @@ static void raise_fd_limit(long long want)
 
 static void teardown(struct lcm_app *d)
 {
+    /* The HTTP server drained its requests before we got here, so no API or SSE callback
+     * still holds a request. */
+    lcm_net_free(d->net);
+    lcm_api_free(d->api);
     lcm_httpd_free(d->httpd);
     lcm_ctl_shutdown(d->ctl);
     /* plugins first: their in-flight operations complete (cancelled) while HTTP still exists */
@@ -521,6 +528,14 @@ int main(int argc, char **argv)
     lcm_httpd_route(d.httpd, "GET", "/api/v1/plugins", 0, LCM_PERM_READ, h_plugins, &d);
     lcm_httpd_route(d.httpd, "GET", "/api/v1/policies", 0, LCM_PERM_READ, h_policies, &d);
     lcm_httpd_route(d.httpd, "POST", "/api/v1/policies/reload", 0, LCM_PERM_OPERATE, h_policies_reload, &d);
+    d.api = lcm_api_new(&d, err, sizeof(err));
+    d.net = d.api ? lcm_net_new(&d, err, sizeof(err)) : NULL;
+    if (!d.api || !d.net) {
+        fprintf(stderr, "lcmd: %s: %s\n", d.api ? "events" : "api", err);
+        free(generated);
+        teardown(&d);
+        return 1;
+    }
     lcm_httpd_route(d.httpd, "GET", "/healthz", LCM_ROUTE_OPEN, NULL, h_healthz, &d);
     lcm_httpd_route(d.httpd, "GET", "/readyz", LCM_ROUTE_OPEN, NULL, h_readyz, &d);
     lcm_httpd_route(d.httpd, "GET", "/metrics", lcm_config_bool(d.cfg, "metrics_open") ? LCM_ROUTE_OPEN : 0,
