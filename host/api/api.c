@@ -437,7 +437,7 @@ cJSON *api_body(struct lcm_req *r, const struct api_schema *s, int required)
         return NULL;
     }
     size_t ws = 0;
-    while (body && ws < len && strchr(" \t\r\n", body[ws]))
+    while (body && ws < len && body[ws] && strchr(" \t\r\n", body[ws]))
         ws++;
     if (!body || ws == len) {
         if (required) {
@@ -452,7 +452,7 @@ cJSON *api_body(struct lcm_req *r, const struct api_schema *s, int required)
     int trailing = 0;
     if (o && end) {
         for (const char *p = end; p < body + len; p++)
-            if (!strchr(" \t\r\n", *p))
+            if (!*p || !strchr(" \t\r\n", *p))
                 trailing = 1;
     }
     if (!o || trailing) {

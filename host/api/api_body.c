@@ -293,7 +293,12 @@ int lcm_api_body_validate(const char *kind, const char *json, size_t len, struct
     lcm_derr_clear(err);
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (!o || (end && (size_t)(end - json) < len && end[strspn(end, " \t\r\n")] != '\0'))
+    int trailing = 0;
+    /* the input is not NUL-terminated: scan what follows the value by length */
+    for (const char *p = end; o && p && p < json + len; p++)
+        if (!strchr(" \t\r\n", *p) || !*p)
+            trailing = 1;
+    if (!o || trailing)
         return cJSON_Delete(o), lcm_derr_set(err, LCM_DERR_INVALID, "", "malformed JSON");
     int rc = 0;
     if (!strcmp(kind, "template")) {
