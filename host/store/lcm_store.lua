@@ -7,7 +7,7 @@
 local PROTO = '2'
 
 -- Locals rather than method calls: lcm_append runs them for every event it writes.
-local find, byte, match = ('').find, ('').byte, ('').match
+local find, byte, match, sub = ('').find, ('').byte, ('').match, ('').sub
 
 local function fail(code, msg)
   return redis.error_reply(code .. ' ' .. msg)
@@ -33,17 +33,21 @@ local function leader_token(k)
 end
 
 -- FCALL lcm_append <numkeys> lcm:leader lcm:feed {per group: its keys}
---   2 <feed-maxlen> <ngroups> {per group: <fence|""> "<nwrites> <nargs> <nkeys>" <its args>}
+--   2 <feed-maxlen> <ngroups> {per group: <fence|""> <sizes> <its args>}
+-- <sizes>: 6 bytes, big-endian 16-bit nwrites, nargs (after <sizes>), nkeys.
 -- A group's args, per write:
---   "<expected> <nev> <nset> <ndel> <nidx> <nuniq>"
+--   <counts><expected>: 10 bytes (16-bit nev nset ndel nidx nuniq) then the expected version
+--                       in decimal (0: the aggregate must not exist)
 --   nev×(type version at by data) nset×(field value) ndel×(field)
---   nidx×(op score member) nuniq×(value ttl_ms mode)
+--   nidx×(op member, + score for zadd) nuniq×(value ttl_ms mode)
 -- A group's keys, per write: lcm:{<kind>:<id>} lcm:{<kind>:<id>}:events, then one key per
 --   index op (two for smove: from, to), then one lcm:uniq:<name> per uniqueness op.
--- A group is one atomic change set (one lcm_store_append): all its writes or none. Groups
--- are independent: each is validated and written on its own, in order, so one call carries
--- many appends (group commit) and a refused group does not affect the others; the sizes in
--- each group header let a malformed group be refused alone.
+-- Counts are binary because Lua 5.1 has no cheap way to read a decimal integer (tonumber is
+-- strtod); the protocol is written by lcmd, not by hand (redis-cli reads are the operator
+-- interface). A group is one atomic change set (one lcm_store_append): all its writes or
+-- none. Groups are independent: each is validated and written on its own, in order, so one
+-- call carries many appends (group commit) and a refused group does not affect the others;
+-- the sizes of each group let a malformed group be refused alone.
 -- kind and id are read from the hash key. Event versions are expected+1, expected+2, … (sent
 -- as text so that nothing is formatted here). op ∈ sadd srem zadd zrem smove (SREM from one
 -- set + SADD to another in one command) uadd (a unique set: it may hold only this member,
@@ -53,24 +57,26 @@ end
 
 local function agg_name(p) return p.kind .. ':' .. p.id end
 
--- Parses write w of a group into p (a reused table) and checks its arguments; no Redis
--- access. ai/ki: its first argument and key. Returns the next ai, ki, or nil and an error.
+local IDX_ARITY = { sadd = 2, srem = 2, uadd = 2, zrem = 2, smove = 2, zadd = 3 }
+
+-- Parses the write at args[ai], keys[ki] of a group into p (a reused table) and checks its
+-- arguments; no Redis access. Returns the next ai, ki, or nil and an error.
 local function parse_write(p, keys, args, ai, ki, alast, klast)
-  if ai > alast then return nil, 'truncated' end
-  local exp, nev, nset, ndel, nidx, nuniq =
-    match(args[ai] or '', '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
-  if nuniq == nil or #exp > 15 then return nil, 'bad counts' end
-  nev, nset, ndel, nidx, nuniq =
-    tonumber(nev), tonumber(nset), tonumber(ndel), tonumber(nidx), tonumber(nuniq)
-  local expected = tonumber(exp)
-  p.expected, p.nev, p.nset, p.ndel, p.nidx, p.nuniq = expected, nev, nset, ndel, nidx, nuniq
+  local c = args[ai]
+  if ai > alast or #c < 11 or #c > 25 then return nil, 'bad counts' end
+  local a1, a2, b1, b2, c1, c2, d1, d2, e1, e2 = byte(c, 1, 10)
+  local nev, nset, ndel, nidx, nuniq =
+    a1 * 256 + a2, b1 * 256 + b2, c1 * 256 + c2, d1 * 256 + d2, e1 * 256 + e2
+  local exp = sub(c, 11)
+  if find(exp, '%D') or (#exp > 1 and byte(exp, 1) == 48) then
+    return nil, 'bad expected version'
+  end
+  p.exp, p.nev, p.nset, p.ndel, p.nidx, p.nuniq = exp, nev, nset, ndel, nidx, nuniq
   p.ev = ai + 1
   p.set = p.ev + 5 * nev
   p.del = p.set + 2 * nset
   p.idx = p.del + ndel
-  p.uniq = p.idx + 3 * nidx
-  local anext = p.uniq + 3 * nuniq
-  if anext - 1 > alast or ki + 1 > klast then return nil, 'truncated' end
+  if p.idx - 1 > alast or ki + 1 > klast then return nil, 'truncated' end
 
   local hkey, ekey = keys[ki], keys[ki + 1]
   local kind, id = match(hkey, '^lcm:{([%w._%-]+):([%w._%-]+)}$')
@@ -82,7 +88,7 @@ local function parse_write(p, keys, args, ai, ki, alast, klast)
     return nil, agg_name(p) .. ': events key must be ' .. hkey .. ':events'
   end
   if nev < 1 then return nil, agg_name(p) .. ': no events' end
-  local v = expected
+  local v = tonumber(exp)
   for i = p.ev, p.set - 1, 5 do
     local t, vs, at, data = args[i], args[i + 1], args[i + 2], args[i + 4]
     v = v + 1
@@ -95,6 +101,7 @@ local function parse_write(p, keys, args, ai, ki, alast, klast)
       return nil, agg_name(p) .. ': event data must be a JSON object'
     end
   end
+  p.ver = args[p.set - 4]   -- the last event's version: the aggregate's new version
   for j = p.set, p.del - 1, 2 do
     local f = args[j]
     if f == 'version' or #f == 0 then return nil, agg_name(p) .. ': bad field name' end
@@ -102,32 +109,30 @@ local function parse_write(p, keys, args, ai, ki, alast, klast)
   for j = p.del, p.idx - 1 do
     if args[j] == 'version' then return nil, agg_name(p) .. ': bad deleted field' end
   end
-  local k = ki + 2
+  local k, j = ki + 2, p.idx
   p.ik = k
-  for j = p.idx, p.uniq - 1, 3 do
+  for _ = 1, nidx do
     local op = args[j]
+    local arity = IDX_ARITY[op]
+    if not arity then return nil, agg_name(p) .. ': bad index op ' .. tostring(op) end
     local nk = op == 'smove' and 2 or 1
-    if k + nk - 1 > klast then return nil, 'truncated' end
+    if j + arity - 1 > alast or k + nk - 1 > klast then return nil, 'truncated' end
     for x = k, k + nk - 1 do
       if find(keys[x], 'lcm:idx:', 1, true) ~= 1 then
         return nil, agg_name(p) .. ': index keys live under lcm:idx:'
       end
     end
-    if op ~= 'sadd' and op ~= 'srem' and op ~= 'smove' and op ~= 'uadd' and op ~= 'zadd'
-       and op ~= 'zrem' then
-      return nil, agg_name(p) .. ': bad index op ' .. op
-    end
-    if op == 'zadd' and tonumber(args[j + 1]) == nil then
+    if op == 'zadd' and tonumber(args[j + 2]) == nil then
       return nil, agg_name(p) .. ': bad score for ' .. keys[k]
     end
-    k = k + nk
+    k, j = k + nk, j + arity
   end
-  p.uk = k
-  if k + nuniq - 1 > klast then return nil, 'truncated' end
-  for j = 0, nuniq - 1 do
-    local value, ttl, mode = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 1],
-                             args[p.uniq + 3 * j + 2]
-    local key = keys[k + j]
+  p.uniq, p.uk = j, k
+  local anext = j + 3 * nuniq
+  if anext - 1 > alast or k + nuniq - 1 > klast then return nil, 'truncated' end
+  for u = 0, nuniq - 1 do
+    local value, ttl, mode = args[j + 3 * u], args[j + 3 * u + 1], args[j + 3 * u + 2]
+    local key = keys[k + u]
     if find(key, 'lcm:uniq:', 1, true) ~= 1 then
       return nil, agg_name(p) .. ': uniqueness keys live under lcm:uniq:'
     end
@@ -150,11 +155,14 @@ local function append(keys, args)
   -- Pass 1: group boundaries, so that a malformed call is refused before any group wrote.
   local bounds, ai, ki = {}, 4, 3
   for g = 1, ng do
-    local nw, na, nk = match(args[ai + 1] or '', '^(%d+) (%d+) (%d+)$')
-    if nk == nil or nw == '0' then return fail('INVALID', 'group ' .. g .. ': bad header') end
-    bounds[g] = { ai, ki, tonumber(nw), tonumber(na), tonumber(nk) }
-    ai = ai + 2 + tonumber(na)
-    ki = ki + tonumber(nk)
+    local sz = args[ai + 1]
+    if sz == nil or #sz ~= 6 then return fail('INVALID', 'group ' .. g .. ': bad sizes') end
+    local w1, w2, a1, a2, k1, k2 = byte(sz, 1, 6)
+    local nw, na, nk = w1 * 256 + w2, a1 * 256 + a2, k1 * 256 + k2
+    if nw == 0 then return fail('INVALID', 'group ' .. g .. ': no writes') end
+    bounds[g] = { ai, ki, nw, na, nk }
+    ai = ai + 2 + na
+    ki = ki + nk
   end
   if ai - 1 ~= #args or ki - 1 ~= #keys then
     return fail('INVALID', 'group sizes do not add up to the arguments and keys')
@@ -189,17 +197,18 @@ local function append(keys, args)
       -- HGET refuses a non-hash key (WRONGTYPE), which is all the type check it needs.
       local v = redis.pcall('HGET', p.hkey, 'version')
       if type(v) == 'table' then return fail('INVALID', p.hkey .. ' is not a hash') end
-      local cur = 0
-      if v then
-        if not is_uint(v) then return fail('INVALID', p.hkey .. ' has no valid version') end
-        cur = tonumber(v)
-      elseif redis.call('EXISTS', p.ekey) == 1 then
-        -- Events without a hash: the hashes were dropped (rebuild pending); refuse to guess.
-        return fail('CONFLICT', agg_name(p) .. ' current=unknown expected=' .. p.expected ..
-                    ' (stream without hash: run lcmd --rebuild)')
+      -- Versions are compared as the canonical decimal text both sides write.
+      if not v then
+        if redis.call('EXISTS', p.ekey) == 1 then
+          -- Events without a hash: the hashes were dropped (rebuild pending); do not guess.
+          return fail('CONFLICT', agg_name(p) .. ' current=unknown expected=' .. p.exp ..
+                      ' (stream without hash: run lcmd --rebuild)')
+        end
+        v = '0'
       end
-      if cur ~= p.expected then
-        return fail('CONFLICT', agg_name(p) .. ' current=' .. cur .. ' expected=' .. p.expected)
+      if v ~= p.exp then
+        if not is_uint(v) then return fail('INVALID', p.hkey .. ' has no valid version') end
+        return fail('CONFLICT', agg_name(p) .. ' current=' .. v .. ' expected=' .. p.exp)
       end
       -- The group's first XADD is its first write and checks that stream's type itself
       -- (a refusal there has written nothing); the other streams are checked here.
@@ -207,9 +216,9 @@ local function append(keys, args)
         local et = keytype(p.ekey)
         if et ~= 'none' and et ~= 'stream' then return fail('INVALID', p.ekey .. ' is a ' .. et) end
       end
-      local k = p.ik
-      for j = p.idx, p.uniq - 1, 3 do
-        local op, member = args[j], args[j + 2]
+      local k, j = p.ik, p.idx
+      for _ = 1, p.nidx do
+        local op, member = args[j], args[j + 1]
         local need = (op == 'zadd' or op == 'zrem') and 'zset' or 'set'
         for x = k, op == 'smove' and k + 1 or k do
           local t = idx_type(keys[x])
@@ -234,6 +243,7 @@ local function append(keys, args)
           uadd[to] = member
         end
         k = op == 'smove' and k + 2 or k + 1
+        j = j + IDX_ARITY[op]
       end
       for j = 0, p.nuniq - 1 do
         local value, mode, uk = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 2], keys[p.uk + j]
@@ -260,10 +270,9 @@ local function append(keys, args)
     local out = {}
     for w = 1, nw do
       local p = pool[w]
-      local hkey, ekey, kind, id, vs = p.hkey, p.ekey, p.kind, p.id, nil
+      local hkey, ekey, kind, id = p.hkey, p.ekey, p.kind, p.id
       for i = p.ev, p.set - 1, 5 do
-        local t, at, by, data = args[i], args[i + 2], args[i + 3], args[i + 4]
-        vs = args[i + 1]
+        local t, vs, at, by, data = args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4]
         if w == 1 and i == p.ev then
           local r = redis.pcall('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at,
                                 'by', by, 'data', data)
@@ -278,14 +287,14 @@ local function append(keys, args)
                    'version', vs, 'at', at, 'by', by, 'data', data)
       end
       if p.nset > 0 then
-        redis.call('HSET', hkey, 'version', vs, unpack(args, p.set, p.del - 1))
+        redis.call('HSET', hkey, 'version', p.ver, unpack(args, p.set, p.del - 1))
       else
-        redis.call('HSET', hkey, 'version', vs)
+        redis.call('HSET', hkey, 'version', p.ver)
       end
       if p.ndel > 0 then redis.call('HDEL', hkey, unpack(args, p.del, p.idx - 1)) end
-      local k = p.ik
-      for j = p.idx, p.uniq - 1, 3 do
-        local op, member, key = args[j], args[j + 2], keys[k]
+      local k, j = p.ik, p.idx
+      for _ = 1, p.nidx do
+        local op, member, key = args[j], args[j + 1], keys[k]
         if op == 'smove' then
           local to = keys[k + 1]
           if redis.call('SMOVE', key, to, member) == 0 then redis.call('SADD', to, member) end
@@ -295,13 +304,13 @@ local function append(keys, args)
           redis.call('SADD', key, member)
           types[key] = 'set'
         elseif op == 'zadd' then
-          redis.call('ZADD', key, args[j + 1], member)
+          redis.call('ZADD', key, args[j + 2], member)
           types[key] = 'zset'
         else
           redis.call(op, key, member)
           types[key] = nil   -- it may be gone now
         end
-        k = k + 1
+        k, j = k + 1, j + IDX_ARITY[op]
       end
       for j = 0, p.nuniq - 1 do
         local value, ttl, mode = args[p.uniq + 3 * j], args[p.uniq + 3 * j + 1],
@@ -314,7 +323,7 @@ local function append(keys, args)
           redis.call('DEL', uk)
         end
       end
-      out[w] = p.expected + p.nev
+      out[w] = p.ver
     end
     return out
   end

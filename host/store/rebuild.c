@@ -1,6 +1,8 @@
 /* lcmd --rebuild: recreates every aggregate hash and every lcm:idx:* key from the event
- * streams alone, folding each stream with kind->apply. Reads are pipelined (a window of
- * XRANGE calls in flight) and writes are sent without waiting, so Redis stays busy. */
+ * streams alone, folding each stream with kind->apply. One SCAN pass drops the indexes and
+ * lists the streams and the hashes (a hash that does not exist needs no DEL); reads are
+ * pipelined (a window of XRANGE calls in flight) and writes are sent without waiting, so
+ * Redis stays busy. */
 #include "store_int.h"
 
 #include <cjson/cJSON.h>
@@ -14,19 +16,21 @@
 #include "../core/redis.h"
 #include "entry.h"
 
-#define READ_WINDOW 256
+#define READ_WINDOW 512
 #define XRANGE_COUNT "1000"
 
 struct lcm_store_rebuild {
     struct lcm_store *s;
     lcm_store_rebuild_fn done;
     void *ud;
-    int phase;                 /* 0: dropping lcm:idx:*, 1: listing streams, 2: folding */
+    int phase;                 /* 0: scanning (dropping lcm:idx:*, listing keys), 2: folding */
     int scan_done, failed;
     size_t inflight;           /* commands without reply */
     size_t reading;            /* streams being read */
     char **keys;
     size_t nkeys, capkeys, next;
+    char **hashes;             /* open-addressing set of the hash keys that exist */
+    size_t nhashes, caphashes;
     struct timespec t0;
     struct lcm_store_rebuild_stats st;
 };
@@ -42,6 +46,60 @@ struct rb_stream {
 
 static void rb_pump(struct lcm_store_rebuild *rb);
 static void rb_scan(struct lcm_store_rebuild *rb, const char *cursor);
+
+static uint64_t str_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Remembers an existing hash key. 0 or -1 (out of memory). */
+static int hashes_add(struct lcm_store_rebuild *rb, const char *key, size_t n)
+{
+    if (2 * (rb->nhashes + 1) > rb->caphashes) {
+        size_t cap = rb->caphashes ? rb->caphashes * 2 : 1024;
+        char **t = calloc(cap, sizeof(*t));
+        if (!t)
+            return -1;
+        for (size_t i = 0; i < rb->caphashes; i++) {
+            char *k = rb->hashes[i];
+            if (!k)
+                continue;
+            size_t j = str_hash(k, strlen(k)) & (cap - 1);
+            while (t[j])
+                j = (j + 1) & (cap - 1);
+            t[j] = k;
+        }
+        free(rb->hashes);
+        rb->hashes = t;
+        rb->caphashes = cap;
+    }
+    size_t j = str_hash(key, n) & (rb->caphashes - 1);
+    while (rb->hashes[j]) {
+        if (strlen(rb->hashes[j]) == n && memcmp(rb->hashes[j], key, n) == 0)
+            return 0;
+        j = (j + 1) & (rb->caphashes - 1);
+    }
+    if (!(rb->hashes[j] = strndup(key, n)))
+        return -1;
+    rb->nhashes++;
+    return 0;
+}
+
+static int hashes_has(const struct lcm_store_rebuild *rb, const char *key)
+{
+    if (!rb->caphashes)
+        return 0;
+    size_t n = strlen(key), j = str_hash(key, n) & (rb->caphashes - 1);
+    while (rb->hashes[j]) {
+        if (strcmp(rb->hashes[j], key) == 0)
+            return 1;
+        j = (j + 1) & (rb->caphashes - 1);
+    }
+    return 0;
+}
 
 static void rb_fail(struct lcm_store_rebuild *rb, const char *why)
 {
@@ -69,6 +127,9 @@ static void rb_finish(struct lcm_store_rebuild *rb)
     for (size_t i = 0; i < rb->nkeys; i++)
         free(rb->keys[i]);
     free(rb->keys);
+    for (size_t i = 0; i < rb->caphashes; i++)
+        free(rb->hashes[i]);
+    free(rb->hashes);
     lcm_store_rebuild_fn done = rb->done;
     void *ud = rb->ud;
     struct lcm_store_rebuild_stats st = rb->st;
@@ -139,8 +200,12 @@ static void rb_write(struct rb_stream *x)
     if (fv.oom || !argv) {
         rb_fail(rb, "out of memory");
     } else {
-        const char *del[] = { "DEL", hkey };
-        rb_send(rb, 2, del);
+        /* The stale hash goes first, unless there is none (a rebuild after the hashes
+         * were dropped writes each one fresh). */
+        if (hashes_has(rb, hkey)) {
+            const char *del[] = { "DEL", hkey };
+            rb_send(rb, 2, del);
+        }
         int argc = 0;
         argv[argc++] = "HSET";
         argv[argc++] = hkey;
@@ -239,7 +304,11 @@ static void rb_got_range(struct lcm_redis *r, redisReply *reply, void *ud)
     struct rb_stream *x = ud;
     struct lcm_store_rebuild *rb = x->rb;
     rb->inflight--;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0) {
+        /* Named like a stream but is not one (written by hand): nothing to fold. */
+        lcm_warn("store", "msg=\"not a stream, not rebuilt\" key=\"%s\"", x->key);
+        rb->st.skipped++;
+    } else if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         rb_fail(rb, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "XRANGE failed");
     } else if (!rb->failed) {
         char last[48] = "";
@@ -340,7 +409,7 @@ static void rb_scanned(struct lcm_redis *r, redisReply *reply, void *ud)
         const redisReply *k = keys->element[i];
         if (k->type != REDIS_REPLY_STRING || memchr(k->str, 0, k->len))
             continue;
-        if (rb->phase == 0) {
+        if (k->len > 8 && strncmp(k->str, "lcm:idx:", 8) == 0) {
             const char *argv[] = { "UNLINK", k->str };
             size_t lens[] = { 6, k->len };
             if (lcm_redis_commandv(rb->s->r, rb_unlinked, rb, 2, argv, lens) < 0)
@@ -349,9 +418,15 @@ static void rb_scanned(struct lcm_redis *r, redisReply *reply, void *ud)
                 rb->inflight++;
             continue;
         }
-        if (k->len < 16 || strncmp(k->str, "lcm:{", 5) != 0 ||
-            strcmp(k->str + k->len - 8, "}:events") != 0)
+        if (k->len < 8 || strncmp(k->str, "lcm:{", 5) != 0)
             continue;
+        if (k->len < 16 || strcmp(k->str + k->len - 8, "}:events") != 0) {
+            if (k->str[k->len - 1] == '}' && hashes_add(rb, k->str, k->len) < 0) {
+                rb_fail(rb, "out of memory");
+                break;
+            }
+            continue;
+        }
         if (rb->nkeys == rb->capkeys) {
             size_t cap = rb->capkeys ? rb->capkeys * 2 : 1024;
             char **n = realloc(rb->keys, cap * sizeof(*n));
@@ -376,11 +451,6 @@ static void rb_scanned(struct lcm_redis *r, redisReply *reply, void *ud)
         rb_scan(rb, reply->element[0]->str);
         return;
     }
-    if (rb->phase == 0) {
-        rb->phase = 1;
-        rb_scan(rb, "0");
-        return;
-    }
     rb->phase = 2;
     lcm_info("store", "msg=\"rebuilding from streams\" streams=%zu", rb->nkeys);
     rb_pump(rb);
@@ -389,12 +459,9 @@ static void rb_scanned(struct lcm_redis *r, redisReply *reply, void *ud)
 
 static void rb_scan(struct lcm_store_rebuild *rb, const char *cursor)
 {
-    const char *idx[] = { "SCAN", cursor, "MATCH", "lcm:idx:*", "COUNT", "1000" };
-    const char *str[] = { "SCAN", cursor, "MATCH", "lcm:{*}:events", "COUNT", "1000", "TYPE",
-                          "stream" };
-    const char **argv = rb->phase == 0 ? idx : str;
-    int argc = rb->phase == 0 ? 6 : 8;
-    size_t lens[8];
+    const char *argv[] = { "SCAN", cursor, "MATCH", "lcm:*", "COUNT", "1000" };
+    int argc = 6;
+    size_t lens[6];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     if (lcm_redis_commandv(rb->s->r, rb_scanned, rb, argc, argv, lens) < 0) {
@@ -416,8 +483,8 @@ int lcm_store_rebuild(struct lcm_store *s, lcm_store_rebuild_fn done, void *ud)
     rb->done = done;
     rb->ud = ud;
     clock_gettime(CLOCK_MONOTONIC, &rb->t0);
-    const char *argv[] = { "SCAN", "0", "MATCH", "lcm:idx:*", "COUNT", "1000" };
-    size_t lens[] = { 4, 1, 5, 9, 5, 4 };
+    const char *argv[] = { "SCAN", "0", "MATCH", "lcm:*", "COUNT", "1000" };
+    size_t lens[] = { 4, 1, 5, 5, 5, 4 };
     if (lcm_redis_commandv(s->r, rb_scanned, rb, 6, argv, lens) < 0) {
         free(rb);
         return -1;

@@ -274,6 +274,13 @@ static void op_putf(struct append_op *op, int key, const char *fmt, ...)
         op_put(op, key, tmp, (size_t)n);
 }
 
+/* Big-endian 16-bit count (the protocol's binary sizes; see lcm_store.lua). */
+static void put_u16(char *p, size_t v)
+{
+    p[0] = (char)(unsigned char)(v >> 8);
+    p[1] = (char)(unsigned char)(v & 0xff);
+}
+
 static const char *ix_member(const struct lcm_store_index_op *ix, const struct lcm_store_write *x)
 {
     return ix->member ? ix->member : x->id;
@@ -300,9 +307,11 @@ static long smove_partner(const struct lcm_store_write *x, size_t j, const unsig
 static int encode_group(struct append_op *op, const struct lcm_store_write *w, size_t n,
                         const char *fence, const char *now)
 {
+    if (n > 0xffff)
+        return LCM_STORE_EINVALID;
     op_puts(op, 0, fence ? fence : "");
     size_t hdr = op->n;
-    op_put(op, 0, "", 0);     /* "<nwrites> <nargs> <nkeys>", filled in below */
+    op_put(op, 0, "", 0);     /* sizes, filled in below */
     for (size_t i = 0; i < n; i++) {
         const struct lcm_store_write *x = &w[i];
         size_t nset = 0, ndel = 0, nidx = 0;
@@ -339,8 +348,20 @@ static int encode_group(struct append_op *op, const struct lcm_store_write *w, s
         }
         op_putf(op, 1, "lcm:{%s:%s}", x->kind, x->id);
         op_putf(op, 1, "lcm:{%s:%s}:events", x->kind, x->id);
-        op_putf(op, 0, "%" PRIu64 " %zu %zu %zu %zu %zu", x->expected_version, x->n_events,
-                nset, ndel, nidx, x->n_uniques);
+        if (x->n_events > 0xffff || nset > 0xffff || ndel > 0xffff || nidx > 0xffff ||
+            x->n_uniques > 0xffff) {
+            if (used != used_s)
+                free(used);
+            return LCM_STORE_EINVALID;
+        }
+        char counts[40];
+        put_u16(counts, x->n_events);
+        put_u16(counts + 2, nset);
+        put_u16(counts + 4, ndel);
+        put_u16(counts + 6, nidx);
+        put_u16(counts + 8, x->n_uniques);
+        int cl = snprintf(counts + 10, sizeof(counts) - 10, "%" PRIu64, x->expected_version);
+        op_put(op, 0, counts, 10 + (size_t)cl);
         for (size_t e = 0; e < x->n_events; e++) {
             const struct lcm_store_event *ev = &x->events[e];
             if (!ev->type || !ev->data) {
@@ -374,16 +395,13 @@ static int encode_group(struct append_op *op, const struct lcm_store_write *w, s
                 used[pj] = 1;
                 op_puts(op, 1, x->indexes[pj].key);
                 op_put(op, 0, "smove", 5);
-                op_put(op, 0, "0", 1);
             } else {
                 op_puts(op, 0, ix->sorted ? (ix->remove ? "zrem" : "zadd")
                                           : (ix->remove ? "srem" : ix->unique ? "uadd" : "sadd"));
-                if (ix->sorted && !ix->remove)
-                    op_putf(op, 0, "%.17g", ix->score);
-                else
-                    op_put(op, 0, "0", 1);
             }
             op_puts(op, 0, ix_member(ix, x));
+            if (pj < 0 && ix->sorted && !ix->remove)
+                op_putf(op, 0, "%.17g", ix->score);
         }
         if (used != used_s)
             free(used);
@@ -399,9 +417,15 @@ static int encode_group(struct append_op *op, const struct lcm_store_write *w, s
     }
     if (op->oom)
         return LCM_STORE_ENOMEM;
-    /* The header counts what follows it: arguments after it, and every key. */
+    /* The sizes count what follows them: the arguments after them, and every key. */
     size_t nargs = op->n - op->nkeys - 2, n0 = op->n;
-    op_putf(op, 0, "%zu %zu %zu", n, nargs, op->nkeys);
+    if (nargs > 0xffff || op->nkeys > 0xffff)
+        return LCM_STORE_EINVALID;
+    char sizes[6];
+    put_u16(sizes, n);
+    put_u16(sizes + 2, nargs);
+    put_u16(sizes + 4, op->nkeys);
+    op_put(op, 0, sizes, 6);
     if (op->oom)
         return LCM_STORE_ENOMEM;
     op->v[hdr] = op->v[n0];
@@ -482,7 +506,9 @@ static void op_complete(struct append_op *op, const redisReply *reply, int statu
         } else {
             for (size_t i = 0; i < reply->elements; i++) {
                 const redisReply *e = reply->element[i];
-                versions[i] = e && e->type == REDIS_REPLY_INTEGER ? (uint64_t)e->integer : 0;
+                versions[i] = !e ? 0
+                              : e->type == REDIS_REPLY_INTEGER ? (uint64_t)e->integer
+                              : e->type == REDIS_REPLY_STRING ? strtoull(e->str, NULL, 10) : 0;
             }
             res.versions = versions;
             res.n_versions = reply->elements;
