@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from harness import Lcmd, Redis, check, http_json, wait_until
+from harness import BUILD_DIR, Lcmd, Redis, check, http_json, wait_until
 
 TOKENS = {
     "admin": Lcmd.ADMIN,
@@ -103,27 +103,13 @@ class Api:
 
     # ---- raw appends (states only controllers reach) ----
     def append(self, kind, agg_id, expected, events):
-        """events: [(type, data dict)]; appended through FCALL lcm_append like lcmd does (the
-        hash gets only its version; lcmd folds the events from lcm:feed)."""
-        hkey = "lcm:{%s:%s}" % (kind, agg_id)
-        evargs = []
+        """events: [(type, data dict)], committed through the event store's own commit path
+        (tests/api_append, built with the tree) the way a controller would."""
+        argv = [os.path.join(BUILD_DIR, "tests", "api_append"), self.redis.url, kind, agg_id, str(expected)]
         for typ, data in events:
-            evargs += [typ, iso(now()), "test", json.dumps(data)]
-        keys = ["FCALL", "lcm_append", "4", "lcm:leader", "lcm:feed", hkey, hkey + ":events"]
-        forms = {
-            "2": ["2", "100000", "1", "", "1", kind, agg_id, str(expected), f"{len(events)} 0 0 0 0"],
-            "1": ["1", "", "100000", "1", kind, agg_id, str(expected), str(len(events)), "0", "0", "0", "0"],
-        }
-        proto = "2"
-        for _ in range(2):
-            r = subprocess.run(["redis-cli", "-p", str(self.redis.port), *keys, *forms[proto], *evargs],
-                               capture_output=True, text=True, timeout=10)
-            m = re.search(r"protocol version, expected (\d+)", r.stdout)
-            if not m or m.group(1) not in forms:
-                break
-            proto = m.group(1)   # the store library speaks another protocol version: follow it
-        check("ERR" not in r.stdout and "CONFLICT" not in r.stdout and "INVALID" not in r.stdout,
-              r.stdout + r.stderr)
+            argv += [typ, json.dumps(data)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, r.stdout + r.stderr)
 
     def wait_status(self, path, status, timeout=5):
         return wait_until(lambda: (lambda d: d if d and d.get("status") == status else None)(
