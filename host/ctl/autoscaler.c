@@ -759,6 +759,32 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
     }
     if (taken)
         set_cooldown(a, KEY_UP, &a->up_until_ms, a->cfg.up_cooldown_s);
+    if (!taken && !cooldown && sc->unplaced > 0 && nowms / 10000 != a->last_note) {
+        /* demand left unserved: say which limit binds (the policy already planned within
+         * them, so there was nothing for the host to cut) */
+        char why[256], regions[128] = "";
+        int capped = 0, open = 0;
+        for (size_t i = 0; i < t.n; i++) {
+            if (!t.v[i].enabled)
+                continue;
+            if (a->cfg.max_workers_per_region > 0 && region_count(f, t.v[i].region) >= a->cfg.max_workers_per_region) {
+                capped++;
+                if (!strstr(regions, t.v[i].region) && strlen(regions) + strlen(t.v[i].region) + 2 < sizeof regions)
+                    snprintf(regions + strlen(regions), sizeof regions - strlen(regions), "%s%s",
+                             regions[0] ? "," : "", t.v[i].region);
+            } else {
+                open++;
+            }
+        }
+        if (capped && !open)
+            snprintf(why, sizeof why, "max_workers_per_region %lld reached in %s; %zu sessions unplaced",
+                     (long long)a->cfg.max_workers_per_region, regions, sc->unplaced);
+        else
+            snprintf(why, sizeof why, "no launch planned for %zu unplaced sessions (in-flight capacity covers them, or no template fits)",
+                     sc->unplaced);
+        a->last_note = nowms / 10000;
+        record(a, "scale_up", "refused", NULL, NULL, NULL, 0, why);
+    }
 out:
     a->last_launched = taken;
     lcm_policy_scale_up_out_clear(&out);
@@ -786,7 +812,8 @@ static int scale_down(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f
             continue;
         if (w->status == LCM_WK_RUNNING)
             running++;
-        if (busy_of(sc, w->id) || w->nsessions)
+        if (busy_of(sc, w->id) || w->nsessions ||
+            (a->env.sched && lcm_sched_worker_busy(a->env.sched, w->id)))
             continue;
         if (w->status == LCM_WK_STOPPED) {
             el[nel] = f->v[i];

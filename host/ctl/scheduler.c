@@ -335,6 +335,11 @@ int lcm_sched_note_change(struct lcm_sched *s, const char *kind, const char *typ
     return 0;
 }
 
+int lcm_sched_worker_busy(const struct lcm_sched *s, const char *worker_id)
+{
+    return smap_get(&s->busy_workers, worker_id) != NULL;
+}
+
 int lcm_sched_is_unplaced(const struct lcm_sched *s, const char *session_id)
 {
     const struct ment *e = smap_get(&s->retry, session_id);
@@ -733,11 +738,13 @@ int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
     free(hargv);
     free(hval);
     int more = i < cc.n;
-
+    double tc = mono_ms();
+    s->st.last_decide_ms = tc - t0;
     for (size_t k = 0; k < sn.nwk; k++)
         if (head[k] != SIZE_MAX)
             submitted += (int)commit_worker(s, &sn, pl, head[k], now);
     s->st.placed += (uint64_t)submitted;
+    s->st.last_commit_ms = mono_ms() - tc;
     if (more && s->env.wake)
         s->env.wake(s->env.wake_ud);
 out:

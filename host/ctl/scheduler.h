@@ -67,9 +67,12 @@ struct lcm_sched_stats {
     size_t queue_depth;               /* pending sessions in the lead window at the last cycle */
     uint32_t last_counts[LCM_REJ__COUNT];   /* sums over the last cycle's unplaced sessions */
     double last_cycle_ms;
+    double last_decide_ms, last_commit_ms;   /* of the last cycle: deciding, building commits */
 };
 void lcm_sched_get_stats(const struct lcm_sched *s, struct lcm_sched_stats *st);
 
+/* 1 while a placement commit on the worker is in flight (the autoscaler leaves it alone). */
+int lcm_sched_worker_busy(const struct lcm_sched *s, const char *worker_id);
 /* 1 when the scheduler tried to place the session and found no worker (its last attempt). */
 int lcm_sched_is_unplaced(const struct lcm_sched *s, const char *session_id);
 

@@ -38,7 +38,12 @@ def worker(wid, tpl="multi", lic="enterprise", version="2.9.1", nds=("iosv",), s
             "cml": {"version": version, "ready": True, "node_definitions": list(nds)}, "license": lic}
 
 
-def session(sid, did, start=0, end=0):
+def session(sid, did, start=None, end=0):
+    """Starts in 30 min by default: inside the lead window (placed now) but before its boot
+    lead, so the session controller leaves it `scheduled` (no CML plugin in these tests)."""
+    if start is None:
+        start = int(time.time()) + 1800
+        end = start + 3600
     return {"op": "session", "id": sid, "definition_id": did, "start": start, "end": end}
 
 
