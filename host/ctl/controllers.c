@@ -7,6 +7,7 @@
 #include "app.h"
 #include "labs.h"
 #include "sessions.h"
+#include "scheduler_ctl.h"
 #include "workers.h"
 
 int lcm_controllers_init(struct lcm_app *app, char *err, size_t errlen)
@@ -15,6 +16,7 @@ int lcm_controllers_init(struct lcm_app *app, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     if (lcm_workers_ctl_init(app, err, errlen) < 0) return -1;
+    if (lcm_sched_ctl_init(app, err, errlen) < 0) return -1;
     if (lcm_sessions_ctl_init(app, err, errlen) < 0) return -1;
     if (lcm_labs_ctl_init(app, err, errlen) < 0) return -1;
     return 0;
@@ -25,5 +27,6 @@ void lcm_controllers_free(struct lcm_app *app)
     (void)app;
     lcm_labs_ctl_free(app);
     lcm_sessions_ctl_free(app);
+    lcm_sched_ctl_free(app);
     lcm_workers_ctl_free(app);
 }
