@@ -65,6 +65,7 @@ struct sctl {
     int64_t due;                  /* monotonic ms of the earliest due item of the last pass */
     char **todo;
     size_t ntodo, captodo;
+    const char *lds_prefix, *grading_prefix;   /* CloudEvent type prefixes (config) */
 };
 
 static struct sctl *g_sctl;
@@ -636,6 +637,19 @@ static void search_next(struct op *o)
     while (o->idx < o->nids && cml_lab_known(c, w->id, o->ids[o->idx]))
         o->idx++;
     if (o->idx >= o->nids) {
+        /* Not there. When this attempt was recorded by another process (or before our own
+         * import call whose outcome we lost), that import may still be running on CML: look
+         * again until it would have timed out, then import. */
+        struct rt *r = rt_get(c, s->id, 0);
+        int fresh = r && (r->fresh & (1u << LCM_STEP_RESOLVE_LAB));
+        int64_t started = s->steps[LCM_STEP_RESOLVE_LAB].started_at;
+        if (!fresh && started && wall() - started <= c->p.step_timeout_ms / 1000 + 1) {
+            lcm_debug("sessions", "msg=\"lab not found by title yet; an earlier import may be "
+                      "running\" session=%s", s->id);
+            later(c, o->sid, c->p.poll_ms > 500 ? c->p.poll_ms : 500);
+            op_free(o);
+            return;
+        }
         do_import(o, s);
         return;
     }
@@ -2161,6 +2175,12 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     lcm_ctl_wake(c->app->ctl, NAME);
 }
 
+static const char *after_prefix(const char *type, const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    return n && !strncmp(type, prefix, n) && type[n] == '.' ? type + n + 1 : NULL;
+}
+
 /* CloudEvents recorded on a session's stream (POST /api/v1/cloudevents) become signals. */
 static int interested(void *ud, const struct lcm_kind *kind, const char *id, const void *state,
                       const struct lcm_event *ev)
@@ -2174,12 +2194,15 @@ static int interested(void *ud, const struct lcm_kind *kind, const char *id, con
         const cJSON *ty = ce ? cJSON_GetObjectItemCaseSensitive(ce, "type") : NULL;
         const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
         unsigned sig = 0;
-        if (strstr(t, "lds.session.running") || strstr(t, "lds.session.paused"))
+        /* <lds prefix>.session.<event>[.vN] and <grading prefix>.<event>[.vN], the prefixes
+         * being those POST /api/v1/cloudevents accepts */
+        const char *lr = after_prefix(t, c->lds_prefix), *gr = after_prefix(t, c->grading_prefix);
+        if (lr && (!strncmp(lr, "session.running", 15) || !strncmp(lr, "session.paused", 14)))
             sig = SIG_RUNNING;
-        else if (strstr(t, "lds.session.user-finished") || strstr(t, "lds.session.user_finished") ||
-                 strstr(t, "lds.session.ended"))
+        else if (lr && (!strncmp(lr, "session.user-finished", 21) ||
+                        !strncmp(lr, "session.ended", 13)))
             sig = SIG_RUNNING | SIG_FINISHED;
-        else if (strstr(t, "grading.completed") || strstr(t, "grading.failed"))
+        else if (gr && (!strncmp(gr, "completed", 9) || !strncmp(gr, "failed", 6)))
             sig = SIG_GRADED;
         struct rt *r = sig ? rt_get(c, id, 1) : NULL;
         if (r) {
@@ -2234,6 +2257,8 @@ int lcm_sessions_ctl_init(struct lcm_app *app, char *err, size_t errlen)
     c->p.wait_timeout_s = cfg_int(app, "session_wait_timeout_s");
     c->p.grading_timeout_s = cfg_int(app, "session_grading_timeout_s");
     c->p.archive_after_s = cfg_int(app, "session_archive_after_s");
+    c->lds_prefix = lcm_config_str(app->cfg, "cloudevents_lds_prefix");
+    c->grading_prefix = lcm_config_str(app->cfg, "cloudevents_grading_prefix");
     c->deadline_ev = evtimer_new(app->base, deadline_cb, c);
     lcm_metrics_declare(app->metrics, "lcm_pipeline_step_seconds", LCM_METRIC_HISTOGRAM,
                         "Duration of session pipeline steps, from started to done");

@@ -165,11 +165,14 @@ def test_terminate_at_every_state():
                 if state == "stopping":
                     http_json("POST", f"{r.cml.url}/_sim/faults",
                               {"path": "/stop", "delay_ms": 3000, "count": 1})
+                if state == "collecting":
+                    # hold open_grading (the grading session create) so collecting lasts
+                    http_json("POST", f"{r.grd.url}/_sim/faults",
+                              {"path": "/api/v1/sessions", "method": "POST", "delay_ms": 4000,
+                               "count": 1})
                 r.learner(lds_id, "finish")
                 if state == "collecting":
-                    # collecting is short; terminate as soon as it shows
-                    wait_until(lambda: r.status("session", sid) in ("collecting", "grading"),
-                               timeout=20, what="collecting")
+                    reach(r, sid, "collecting")
                 elif state == "grading":
                     reach(r, sid, "grading")
                 else:
@@ -178,6 +181,7 @@ def test_terminate_at_every_state():
         else:
             check(r.status("session", sid) in ("pending", "scheduled"), f"{sid}: {r.status('session', sid)}")
         before = r.status("session", sid)
+        check(before == state, f"{sid} is {before}, wanted {state}")
         r.seed("desired", sid, "terminated")
         s = r.wait_status("session", sid, "terminated", timeout=20)
         wait_until(lambda: released(r, sid, "w4"), timeout=30, what=f"{sid} released")
