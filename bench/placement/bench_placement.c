@@ -3,7 +3,8 @@
  * (session.scheduled + worker.allocated, one atomic write per worker) through the event
  * store. Run twice in one process on identical data: placement.lua through the policy engine,
  * then the built-in C policy (the same ranking). Prints placements/s for both and the ratio,
- * as a table and as JSON. Usage: bench_placement [--quick] [--workers N] [--sessions N]. */
+ * as a table and as JSON. Usage: bench_placement [--quick] [--workers N] [--sessions N]
+ * [--shortlist N] [--budget-ms N]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,8 @@ static int count_used(const char *id, const void *state, void *ud)
     return 0;
 }
 
+static size_t shortlist = 32;
+
 static struct result run(const char *label, enum lcm_sched_policy_mode mode, int nworkers, int nsessions,
                          long budget_ms)
 {
@@ -228,6 +231,7 @@ static struct result run(const char *label, enum lcm_sched_policy_mode mode, int
     lcm_sched_cfg_default(&cfg);
     cfg.mode = mode;
     cfg.cycle_budget_ms = budget_ms;
+    cfg.shortlist = shortlist;
     struct lcm_sched_env env = { .store = st, .policy = eng, .commit = store_commit, .commit_ud = st,
                                  .wake = wake };
     struct lcm_sched *s = lcm_sched_new(&env, &cfg);
@@ -293,6 +297,8 @@ int main(int argc, char **argv)
             nworkers = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--sessions") && i + 1 < argc) {
             nsessions = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--shortlist") && i + 1 < argc) {
+            shortlist = (size_t)atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--budget-ms") && i + 1 < argc) {
             budget = atol(argv[++i]);
         }
@@ -314,11 +320,11 @@ int main(int argc, char **argv)
     printf("%-40s %14.0f %14.0f\n", "placements/s", lua.p_per_s, c.p_per_s);
     printf("%-40s %14d %14d\n", "workers used (bin packing)", lua.nworkers_used, c.nworkers_used);
     printf("%-40s %14.2f\n", "ratio lua/c", ratio);
-    printf("{\"bench\":\"placement\",\"workers\":%d,\"sessions\":%d,"
+    printf("{\"bench\":\"placement\",\"shortlist\":%zu,\"workers\":%d,\"sessions\":%d,"
            "\"lua\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
            "\"c\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
            "\"ratio_lua_c\":%.3f}\n",
-           nworkers, nsessions, (unsigned long long)lua.placed, lua.seconds, lua.plan_ms, lua.p_per_s,
+           shortlist, nworkers, nsessions, (unsigned long long)lua.placed, lua.seconds, lua.plan_ms, lua.p_per_s,
            lua.nworkers_used, (unsigned long long)c.placed, c.seconds, c.plan_ms, c.p_per_s, c.nworkers_used,
            ratio);
     event_base_free(base);
