@@ -254,8 +254,9 @@ static void action_cmd_done(void *ud, const struct lcm_error *e, const void *res
     struct lctl *c = o->c;
     (void)result;
     const struct lcm_lab *l = get_l(c, o->lab_id);
-    if (e && !e->retryable && e->code != LCM_E_CONFLICT && e->code != LCM_E_NOTFOUND && l &&
-        l->pending_action >= 0) {
+    /* CML refusing the command (400 → conflict: licence limit, wrong state…) ends the
+     * action with CML's reason; transport trouble is retried at the next poll. */
+    if (e && !e->retryable && e->code != LCM_E_NOTFOUND && l && l->pending_action >= 0) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s", e->message);
         action_finish(c, l, NULL, 0, msg);
