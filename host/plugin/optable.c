@@ -37,6 +37,7 @@ static const struct lcm_op_meta runtime_ops[] = {
     OP(lcm_runtime_ops, system_stats, 0, 1),
     OP(lcm_runtime_ops, activity, 0, 1),
     OP(lcm_runtime_ops, list_labs, 0, 1),
+    OP(lcm_runtime_ops, node_definitions, 0, 2),
 };
 
 static const struct lcm_op_meta delivery_ops[] = {

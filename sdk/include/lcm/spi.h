@@ -24,9 +24,12 @@ extern "C" {
  *                     runtime.activity, runtime.list_labs, delivery.refresh_content; appended
  *                     host service metric_set. A 1.0 plugin (shorter ops tables) still loads;
  *                     the host reports those ops as not implemented for it.
+ *   1.2 (2026-11-27)  Appended optional op runtime.node_definitions (the node definition ids
+ *                     a CML controller offers, for placement). 1.0 and 1.1 plugins still load;
+ *                     the op is reported as not implemented for them.
  * ------------------------------------------------------------------------------------------ */
 #define LCM_SPI_MAJOR 1
-#define LCM_SPI_MINOR 1
+#define LCM_SPI_MINOR 2
 #define LCM_SPI_MAGIC 0x4c434d50u /* "LCMP" */
 
 /* The name of the one symbol a plugin exports. */
@@ -384,6 +387,9 @@ struct lcm_rt_activity {
     size_t n;
 };
 struct lcm_rt_lab_ids { struct lcm_strs ids; };  /* 1.1; result of list_labs (no args) */
+/* 1.2; result of node_definitions (no args): the ids of every node definition the controller
+ * offers (CML's `id`, e.g. "iosv"), each once, in no particular order. */
+struct lcm_rt_node_definitions { struct lcm_strs ids; };
 
 struct lcm_runtime_ops {
     uint32_t size;
@@ -404,6 +410,8 @@ struct lcm_runtime_ops {
     lcm_op_fn system_stats;      /* optional; args NULL; result lcm_rt_system_stats */
     lcm_op_fn activity;          /* optional */
     lcm_op_fn list_labs;         /* optional; args NULL; result lcm_rt_lab_ids */
+    /* --- 1.2 --- */
+    lcm_op_fn node_definitions;  /* optional; args NULL; result lcm_rt_node_definitions */
 };
 
 /* ------------------------------------------------------------------------------------------

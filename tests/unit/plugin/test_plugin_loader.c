@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "harness.h"
+#include "optable.h"
 #include "plugin.h"
 
 static struct event_base *base;
@@ -238,6 +239,42 @@ static void test_older_minor_loads(void **state)
     free(dir);
 }
 
+/* SPI 1.2 appended runtime.node_definitions: a plugin built at the previous minor (1.1) still
+ * loads under this host, and the op table says which minor each runtime op needs, so a 1.1
+ * runtime plugin's shorter table is accepted and the new op is reported as not implemented. */
+static void test_previous_minor_loads(void **state)
+{
+    assert_true(LCM_SPI_MINOR >= 2);
+    char *dir = h_tmpdir();
+    assert_int_equal(h_fx(dir, "fx-minor1.so", "m1.so"), 0);
+    struct lcm_plugins *r = load(dir, NULL, NULL);
+    assert_int_equal(lcm_plugins_refused_count(r), 0);
+    struct lcm_plugin *p = lcm_plugins_get(r, LCM_KIND_CLOUD);
+    assert_non_null(p);
+    assert_true(lcm_plugin_implements(p, offsetof(struct lcm_cloud_ops, describe)));
+    cJSON *st = lcm_plugins_status_json(r);
+    cJSON *pl = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "loaded"), 0);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(pl, "spi"), "minor")->valueint, 1);
+    cJSON_Delete(st);
+    lcm_plugins_free(r);
+    h_rmtree(dir);
+    free(dir);
+
+    const struct lcm_kind_meta *k = lcm_optable_kind(LCM_KIND_RUNTIME);
+    assert_non_null(k);
+    const struct lcm_op_meta *nd = lcm_optable_op_by_name(k, "node_definitions");
+    assert_non_null(nd);
+    assert_int_equal(nd->offset, offsetof(struct lcm_runtime_ops, node_definitions));
+    assert_int_equal(nd->since_minor, 2);
+    assert_false(nd->required);
+    assert_int_equal(lcm_optable_min_size(k, 1),
+                     LCM_SPI_SIZE_UPTO(struct lcm_runtime_ops, list_labs));
+    assert_int_equal(lcm_optable_min_size(k, 2), sizeof(struct lcm_runtime_ops));
+    /* every member of the host's runtime table is described (appended ops get a row) */
+    assert_int_equal(offsetof(struct lcm_runtime_ops, system_info) + k->nops * sizeof(lcm_op_fn),
+                     sizeof(struct lcm_runtime_ops));
+}
+
 static void test_unsafe_or_missing_dir(void **state)
 {
     char *dir = h_tmpdir();
@@ -422,6 +459,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_refusal),
         cmocka_unit_test(test_older_minor_loads),
+        cmocka_unit_test(test_previous_minor_loads),
         cmocka_unit_test(test_unsafe_or_missing_dir),
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_status_json),
