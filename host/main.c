@@ -445,7 +445,9 @@ int main(int argc, char **argv)
         .backoff_max_ms = (long)lcm_config_int(d.cfg, "redis_backoff_max_ms"),
     };
     d.redis = lcm_redis_new(d.base, d.metrics, &ro);
-    struct lcm_store_opts so = { .no_follow = rebuild };
+    /* lcm:feed is trimmed by the outbox deliverer (MINID behind its consumer group), never by
+     * length, so undelivered CloudEvents are not dropped. */
+    struct lcm_store_opts so = { .no_follow = rebuild, .feed_maxlen = -1 };
     d.store = d.redis ? lcm_store_new(d.base, d.redis, d.metrics, &so, err, sizeof(err)) : NULL;
     if (!d.store) {
         fprintf(stderr, "lcmd: store: %s\n", d.redis ? err : "cannot set up Redis");

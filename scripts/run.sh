@@ -1,11 +1,11 @@
 #!/bin/sh
-# Runs the system: installs what is missing, builds, and starts lcmd on loopback with its
-# embedded Redis (data in .run/). It prints where it listens and the admin token.
+# Runs the system: installs what is missing, builds, and starts the local demo stack on
+# loopback (Redis, moto, cml-sim, lds-sim, grading-sim, lcmd with the dashboard), loads the
+# sample templates and definitions, books a wave of sessions and shows live progress.
+# Ctrl-C stops everything it started. Options: scripts/demo.py --help.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLCM_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
-mkdir -p .run
-export LCM_DATA_DIR="${LCM_DATA_DIR:-$PWD/.run/data}"
-exec build/bin/lcmd "$@"
+exec python3 scripts/demo.py "$@"

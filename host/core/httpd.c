@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -386,6 +387,13 @@ int lcm_reply_stream_write(struct lcm_req *r, const char *data, size_t len)
     evhttp_send_reply_chunk(r->ereq, buf);
     evbuffer_free(buf);
     return 0;
+}
+
+size_t lcm_reply_stream_pending(const struct lcm_req *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ereq);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
 void lcm_reply_stream_end(struct lcm_req *r)

@@ -84,5 +84,8 @@ void lcm_reply_stream_start(struct lcm_req *r, int status, const char *content_t
                             lcm_req_close_fn on_close, void *ud);
 int lcm_reply_stream_write(struct lcm_req *r, const char *data, size_t len);
 void lcm_reply_stream_end(struct lcm_req *r);
+/* Bytes written to a streaming reply that the client has not taken yet (for dropping slow
+ * SSE clients). */
+size_t lcm_reply_stream_pending(const struct lcm_req *r);
 
 #endif

@@ -20,11 +20,6 @@
 #include "net_int.h"
 #include "store/entry.h"
 
-/* Bytes the HTTP server still holds for a streaming reply (not yet written to the socket).
- * Provided by host/core/httpd.c when it has it; until then slow clients are bounded only by
- * http_timeout_s (the server cuts a client that stops reading). */
-size_t lcm_reply_stream_pending(const struct lcm_req *r) __attribute__((weak));
-
 #define REPLAY_PAGE "500"
 #define MAX_FILTERS 16
 
@@ -167,7 +162,7 @@ static int client_write(struct sse_client *c, const char *text, size_t len)
     if (!c->req)
         return -1;
     struct lcm_sse *s = c->s;
-    if (lcm_reply_stream_pending && s->max_buffer &&
+    if (s->max_buffer &&
         lcm_reply_stream_pending(c->req) + len > s->max_buffer) {
         if (s->n->metrics)
             lcm_metrics_inc(s->n->metrics, "lcm_sse_dropped_total", "reason=\"slow\"", 1);
