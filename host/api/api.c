@@ -72,6 +72,15 @@ void lcm_api_free(struct lcm_api *a)
 
 /* ---- ops ---- */
 
+/* The server answered the request itself (shutdown grace): the op lives on until its store
+ * callback, which then finds no request to answer. */
+static void op_abandoned(struct lcm_req *r, void *ud)
+{
+    struct api_op *op = ud;
+    (void)r;
+    op->req = NULL;
+}
+
 struct api_op *api_op_new(struct lcm_api *a, struct lcm_req *r, const struct lcm_kind *k,
                           const char *id, int ok_status)
 {
@@ -85,6 +94,7 @@ struct api_op *api_op_new(struct lcm_api *a, struct lcm_req *r, const struct lcm
     op->kind = k;
     snprintf(op->id, sizeof(op->id), "%s", id ? id : "");
     op->ok_status = ok_status;
+    lcm_req_on_abandon(r, op_abandoned, op);
     op->next = a->ops;
     if (a->ops)
         a->ops->prev = op;

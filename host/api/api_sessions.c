@@ -191,6 +191,10 @@ static void create_retry(evutil_socket_t fd, short what, void *ud)
     (void)fd;
     (void)what;
     struct api_op *op = ud;
+    if (!op->req) {   /* the server answered it (shutdown) */
+        api_op_free(op);
+        return;
+    }
     const struct lcm_session *s = lcm_store_get(op->api->app->store, K->name, op->id);
     if (s) {
         reply_existing(op->req, s, op->ctx);

@@ -55,6 +55,8 @@ struct lcm_req {
     int streaming;
     lcm_req_close_fn on_close;
     void *close_ud;
+    lcm_req_abandon_fn on_abandon;
+    void *abandon_ud;
 };
 
 struct lcm_httpd {
@@ -410,6 +412,12 @@ void lcm_reply_stream_end(struct lcm_req *r)
 
 /* ---- accessors ---- */
 
+void lcm_req_on_abandon(struct lcm_req *r, lcm_req_abandon_fn fn, void *ud)
+{
+    r->on_abandon = fn;
+    r->abandon_ud = ud;
+}
+
 const char *lcm_req_method(const struct lcm_req *r) { return r->method; }
 const char *lcm_req_path(const struct lcm_req *r) { return r->path; }
 const char *lcm_req_route(const struct lcm_req *r) { return r->route ? r->route->pattern : NULL; }
@@ -633,6 +641,8 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
             if (cb)
                 cb(NULL, ud);
         } else {
+            if (r->on_abandon)
+                r->on_abandon(r, r->abandon_ud);
             lcm_reply_problem(r, 503, "shutting-down", "Service Unavailable", "lcmd is shutting down", NULL);
         }
     }

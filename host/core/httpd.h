@@ -52,6 +52,11 @@ void lcm_httpd_set_fallback(struct lcm_httpd *h, lcm_route_fn fn, void *ud);
 /* Iterates the route table (for the OpenAPI consistency test). */
 size_t lcm_httpd_routes(const struct lcm_httpd *h, struct lcm_route_info *out, size_t cap);
 
+/* A handler that replies later registers this: when the server has to answer the request
+ * itself first (shutdown grace expired), fn runs and the owner must forget the request. */
+typedef void (*lcm_req_abandon_fn)(struct lcm_req *req, void *ud);
+void lcm_req_on_abandon(struct lcm_req *r, lcm_req_abandon_fn fn, void *ud);
+
 /* Request accessors: valid until the reply is sent. */
 const char *lcm_req_method(const struct lcm_req *r);
 const char *lcm_req_path(const struct lcm_req *r);
