@@ -1,6 +1,6 @@
 /* grading-sim: a stand-in for the grading engine (reference/grading/): OAuth2 client-credentials
  * tokens, sessions with parts and pods, grading that completes after a configurable delay with a
- * configurable score, and the grading CloudEvents posted to lcmd. See docs/simulators-lds-grading.md. */
+ * configurable score, and the grading CloudEvents posted to lcmd. See docs/simulators.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* lds-sim: a stand-in for the LDS Reservations API v3 (reference/lds/), sessions and parts kept in
  * memory, plus admin routes that play the learner (login/pause/finish/end) and post the matching
- * LDS CloudEvents to lcmd. See docs/simulators-lds-grading.md. */
+ * LDS CloudEvents to lcmd. See docs/simulators.md. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
