@@ -697,6 +697,80 @@ def case_shutdown(args):
             sim.stop()
 
 
+def sample_node_definitions(args):
+    """Every node_definition value of the sample topologies (*.yaml with a nodes: list)."""
+    import re
+    found = set()
+    for name in sorted(os.listdir(args.samples)):
+        if name.endswith(".yaml"):
+            for m in re.finditer(r"^\s*node_definition:\s*['\"]?([^\s'\"#]+)", read_sample(args, name), re.M):
+                if m.group(1) != "null":
+                    found.add(m.group(1))
+    return found
+
+
+def case_node_definitions(args):
+    """GET /node_definitions: the spec's NodeDefinitionResponse list; the default covers the
+    reference platform and the samples; --node-definitions and the admin API change it."""
+    sim = Sim(args)
+    try:
+        w = "w-nd"
+        r = sim.api(w, "GET", "/node_definitions", expect=200)   # schema-checked in api()
+        ids = [d["id"] for d in r.json]
+        check(len(ids) == len(set(ids)), f"ids unique: {ids}")
+        samples = sample_node_definitions(args)
+        check(samples and samples <= set(ids), f"samples need {sorted(samples - set(ids))} (have {ids})")
+        for nd in ("iosv", "iosvl2", "ubuntu", "alpine", "server", "desktop", "external_connector",
+                   "unmanaged_switch", "ubuntu-desktop-24-04-v2", "vmanagemock", "mock-server"):
+            check(nd in ids, f"default list lacks {nd}: {ids}")
+        by = {d["id"]: d for d in r.json}
+        check(by["iosv"]["general"]["nature"] == "router" and by["iosv"]["sim"]["linux_native"]["driver"] == "iosv",
+              by["iosv"])
+        check(by["external_connector"]["sim"]["linux_native"]["libvirt_domain_driver"] == "none", by["external_connector"])
+        # a token is needed like every other non-system call
+        sim.api(w, "GET", "/node_definitions", token=False, expect=401)
+        sim.api(w, "PUT", "/node_definitions", token=True, expect=405)
+        # the admin API replaces one controller's list; others keep theirs
+        st = sim.admin("PATCH", f"/controllers/{w}", {"node_definitions": ["iosv", "nxosv", "iosv"]}, expect=200)
+        check(st.json["node_definitions"] == ["iosv", "nxosv"], f"admin view: {st.json['node_definitions']}")
+        check([d["id"] for d in sim.api(w, "GET", "/node_definitions", expect=200).json] == ["iosv", "nxosv"], "patched")
+        check(len(sim.api("w-other", "GET", "/node_definitions", expect=200).json) == len(ids), "other controller unchanged")
+        sim.admin("PATCH", f"/controllers/{w}", {"node_definitions": []}, expect=200)
+        check(sim.api(w, "GET", "/node_definitions", expect=200).json == [], "empty list")
+        for bad in ("iosv", ["a/b"], [".hidden"], ["x" * 251], [""], [1]):
+            sim.admin("PATCH", f"/controllers/{w}", {"node_definitions": bad}, expect=400)
+        check(sim.admin("GET", f"/controllers/{w}", expect=200).json["node_definitions"] == [], "bad patch changed nothing")
+        sim.admin("POST", "/controllers", {"id": "w-new", "node_definitions": ["alpine"]}, expect=201)
+        check([d["id"] for d in sim.api("w-new", "GET", "/node_definitions", expect=200).json] == ["alpine"], "created")
+        sim.admin("PATCH", "/config", {"node_definitions": ["iosv"]}, expect=400)
+        check(set(sim.admin("GET", "/config", expect=200).json["node_definitions"]) == set(ids), "defaults")
+        # a custom id longer than a UI label still renders within the schema
+        long_id = "custom-" + "x" * 60
+        sim.admin("PATCH", f"/controllers/{w}", {"node_definitions": [long_id]}, expect=200)
+        check(sim.api(w, "GET", "/node_definitions", expect=200).json[0]["id"] == long_id, "long id")
+        # /_sim/reset brings back the command line's list
+        sim.admin("POST", "/reset", expect=204)
+        sim.tokens.clear()
+        check(len(sim.api(w, "GET", "/node_definitions", expect=200).json) == len(ids), "after reset")
+    finally:
+        sim.stop()
+    sim = Sim(args, "--node-definitions", "iosv,alpine,iosv")
+    try:
+        got = [d["id"] for d in sim.api("w1", "GET", "/node_definitions", expect=200).json]
+        check(got == ["iosv", "alpine"], f"--node-definitions: {got}")
+    finally:
+        sim.stop()
+    sim = Sim(args, "--node-definitions", "")
+    try:
+        check(sim.api("w1", "GET", "/node_definitions", expect=200).json == [], "--node-definitions ''")
+    finally:
+        sim.stop()
+    r = subprocess.run([args.sim, "--listen", "127.0.0.1:0", "--node-definitions", "iosv,bad/id"],
+                       capture_output=True, text=True, timeout=10)
+    check(r.returncode == 2 and "node-definitions" in r.stderr, f"bad flag: {r.returncode} {r.stderr}")
+    print(f"node_definitions: default list of {len(ids)} schema-checked; samples need {sorted(samples)}")
+
+
 def case_schema(args):
     """The schema checker itself: it must reject what the spec forbids (so the other cases can fail)."""
     spec = args.spec_obj
@@ -729,6 +803,10 @@ def case_schema(args):
     check(spec.validate("x", spec.response_schema(spec.operation("POST", "/authenticate")[1], 200)[1]) != [],
           "token pattern enforced")
     check(spec.validate({"code": 1}, {"$ref": "#/components/schemas/Error"}) != [], "Error needs description")
+    nd_list = spec.response_schema(spec.operation("GET", "/node_definitions")[1], 200)[1]
+    check(nd_list and nd_list.get("type") == "array", f"node_definitions schema {nd_list}")
+    check(spec.validate([{"id": "iosv"}], nd_list) != [], "a node definition needs boot, sim, general, ...")
+    check(spec.validate([], nd_list) == [], "an empty list is a list")
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}

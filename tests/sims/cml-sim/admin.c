@@ -36,7 +36,17 @@ struct settings {
   char version[32];
   struct cml_timing t;
   bool has_t[6];
+  bool has_nd;
+  char **nd; /* owned (settings_free) */
+  size_t nnd;
 };
+
+static void settings_free(struct settings *s)
+{
+  cml_strv_free(s->nd, s->nnd);
+  s->nd = NULL;
+  s->nnd = 0;
+}
 
 static const char *const timing_names[6] = {"import_ms", "boot_ms", "stop_ms", "wipe_ms",
                                             "token_ttl_ms", "latency_ms"};
@@ -49,7 +59,7 @@ static int64_t *timing_field(struct cml_timing *t, int i)
 }
 
 /* Parses every known member of j into s; returns 0 or -1 with err. `extra` lists further allowed
- * member names (NULL-terminated). */
+ * member names (NULL-terminated). The caller frees s with settings_free either way. */
 static int parse_settings(const cJSON *j, struct settings *s, const char *const *extra, char *err,
                           size_t len)
 {
@@ -120,6 +130,11 @@ static int parse_settings(const cJSON *j, struct settings *s, const char *const 
         return -1;
       }
       s->memory_mb = v;
+    } else if (!strcmp(k, "node_definitions")) {
+      settings_free(s);
+      if (cml_node_defs_from_json(f, &s->nd, &s->nnd, err, len) < 0)
+        return -1;
+      s->has_nd = true;
     } else {
       bool ok = false;
       for (size_t i = 0; extra && extra[i]; i++)
@@ -140,8 +155,16 @@ static void apply_timing(struct cml_timing *t, const struct settings *s)
       *timing_field(t, i) = *timing_field((struct cml_timing *)&s->t, i);
 }
 
-static void apply_ctrl(struct cml_ctrl *c, const struct settings *s)
+/* Takes s's node definition list (when it has one). */
+static void apply_ctrl(struct cml_ctrl *c, struct settings *s)
 {
+  if (s->has_nd) {
+    cml_strv_free(c->node_defs, c->nnode_defs);
+    c->node_defs = s->nd;
+    c->nnode_defs = s->nnd;
+    s->nd = NULL;
+    s->nnd = 0;
+  }
   if (s->has_lic)
     c->enterprise = s->enterprise;
   if (s->has_limit)
@@ -172,6 +195,9 @@ static cJSON *defaults_json(const struct cml_sim *sim)
   cJSON_AddNumberToObject(o, "node_limit", (double)sim->dflt.node_limit);
   cJSON_AddStringToObject(o, "version", sim->dflt.version);
   cJSON_AddBoolToObject(o, "strict", sim->dflt.strict);
+  cJSON *nd = cJSON_AddArrayToObject(o, "node_definitions");
+  for (size_t i = 0; i < sim->nnode_defs; i++)
+    cJSON_AddItemToArray(nd, cJSON_CreateString(sim->node_defs[i]));
   return o;
 }
 
@@ -373,6 +399,7 @@ static void ctrl_create(struct cml_sim *sim, struct evhttp_request *req)
       sim_reply_json(req, 201, cml_ctrl_admin_json(c));
     }
   }
+  settings_free(&s);
   cJSON_Delete(j);
 }
 
@@ -390,10 +417,12 @@ static void ctrl_patch(struct cml_sim *sim, struct evhttp_request *req, struct c
     sim_reply_error(req, 400, "%s", err);
   } else {
     apply_ctrl(c, &s);
+    if (s.has_nd)
+      cml_log(sim, "event=node_definitions ctrl=%s count=%zu", c->id, c->nnode_defs);
     sim_reply_json(req, 200, cml_ctrl_admin_json(c));
   }
+  settings_free(&s);
   cJSON_Delete(j);
-  (void)sim;
 }
 
 static void activity(struct evhttp_request *req, struct cml_ctrl *c)
@@ -442,8 +471,9 @@ static void config_patch(struct cml_sim *sim, struct evhttp_request *req)
   } else if ((st && !sim_json_bool(j, "strict", &strict)) ||
              (ap && !sim_json_bool(j, "apply_to_existing", &apply))) {
     sim_reply_error(req, 400, "strict and apply_to_existing must be booleans");
-  } else if (s.has_ready || s.has_reg || s.cpus || s.memory_mb) {
-    sim_reply_error(req, 400, "ready, registered, cpus and memory_mb are per controller");
+  } else if (s.has_ready || s.has_reg || s.cpus || s.memory_mb || s.has_nd) {
+    sim_reply_error(req, 400,
+                    "ready, registered, cpus, memory_mb and node_definitions are per controller");
   } else {
     sim->dflt.strict = strict;
     if (s.has_lic)
@@ -459,6 +489,7 @@ static void config_patch(struct cml_sim *sim, struct evhttp_request *req)
     }
     sim_reply_json(req, 200, defaults_json(sim));
   }
+  settings_free(&s);
   cJSON_Delete(j);
 }
 

@@ -691,6 +691,100 @@ static void do_extract(struct call *k)
   sim_reply_json(k->req, 200, o);
 }
 
+/* ---- node definitions ---- */
+
+/* What CML's reference platform says about the definitions the sim knows by name; any other id
+ * (a custom definition such as vmanagemock) is rendered as a generic KVM server. */
+struct nd_kind {
+  const char *id, *nature, *icon, *libvirt, *driver, *cfg_driver, *label;
+  int ram, cpus, serial, boot_timeout;
+};
+
+static const struct nd_kind nd_kinds[] = {
+    {"iosv", "router", "router", "kvm", "iosv", "iosv", "IOSv", 512, 1, 2, 180},
+    {"iosvl2", "switch", "switch", "kvm", "iosvl2", "iosvl2", "IOSvL2", 768, 1, 2, 180},
+    {"csr1000v", "router", "router", "kvm", "csr1000v", "csr1000v", "CSR1000v", 3072, 1, 1, 420},
+    {"cat8000v", "router", "router", "kvm", "csr1000v", "csr1000v", "Catalyst 8000v", 4096, 1, 1,
+     420},
+    {"iosxrv9000", "router", "router", "kvm", "iosxrv9000", "iosxrv9000", "IOS XRv 9000", 20480,
+     4, 4, 900},
+    {"nxosv9000", "switch", "switch", "kvm", "nxosv9000", "nxosv9000", "NX-OS 9000v", 8192, 2, 1,
+     600},
+    {"asav", "firewall", "firewall", "kvm", "asav", "asav", "ASAv", 2048, 1, 1, 300},
+    {"alpine", "server", "server", "kvm", "alpine", "alpine", "Alpine", 512, 1, 1, 60},
+    {"ubuntu", "server", "server", "kvm", "ubuntu", "ubuntu", "Ubuntu", 2048, 1, 1, 120},
+    {"server", "server", "server", "kvm", "server", "server", "Server", 256, 1, 1, 60},
+    {"desktop", "host", "host", "kvm", "alpine", "desktop", "Desktop", 1024, 1, 1, 120},
+    {"unmanaged_switch", "switch", "switch", "none", "unmanaged_switch", NULL, "Unmanaged Switch",
+     0, 0, 0, 5},
+    {"external_connector", "external_connector", "cloud", "none", "external_connector", NULL,
+     "External Connector", 0, 0, 0, 5},
+};
+
+static cJSON *node_definition_json(const char *id)
+{
+  const struct nd_kind generic = {id, "server", "server", "kvm", "server", "server", NULL, 1024,
+                                  1, 1, 180};
+  const struct nd_kind *k = &generic;
+  for (size_t i = 0; i < sizeof(nd_kinds) / sizeof(*nd_kinds); i++)
+    if (!strcmp(nd_kinds[i].id, id))
+      k = &nd_kinds[i];
+  char label[33], prefix[33];
+  snprintf(label, sizeof(label), "%s", k->label ? k->label : id);
+  snprintf(prefix, sizeof(prefix), "%.31s-", id);
+  bool vm = strcmp(k->libvirt, "none") != 0;
+
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", id);
+  cJSON *boot = cJSON_AddObjectToObject(o, "boot");
+  cJSON_AddNumberToObject(boot, "timeout", k->boot_timeout);
+  if (vm) {
+    const char *done[] = {"login:"};
+    cJSON_AddItemToObject(boot, "completed", cJSON_CreateStringArray(done, 1));
+  }
+  cJSON *sim = cJSON_AddObjectToObject(o, "sim");
+  cJSON *ln = cJSON_AddObjectToObject(sim, "linux_native");
+  cJSON_AddStringToObject(ln, "libvirt_domain_driver", k->libvirt);
+  cJSON_AddStringToObject(ln, "driver", k->driver);
+  if (vm) {
+    cJSON_AddNumberToObject(ln, "ram", k->ram);
+    cJSON_AddNumberToObject(ln, "cpus", k->cpus);
+  }
+  cJSON *gen = cJSON_AddObjectToObject(o, "general");
+  cJSON_AddStringToObject(gen, "nature", k->nature);
+  cJSON_AddStringToObject(gen, "description", k->label ? k->label : id);
+  cJSON_AddBoolToObject(gen, "read_only", k->label != NULL);
+  cJSON *cfg = cJSON_AddObjectToObject(o, "configuration");
+  cJSON *g = cJSON_AddObjectToObject(cfg, "generator");
+  if (k->cfg_driver)
+    cJSON_AddStringToObject(g, "driver", k->cfg_driver);
+  else
+    cJSON_AddNullToObject(g, "driver");
+  cJSON *dev = cJSON_AddObjectToObject(o, "device");
+  cJSON *ifs = cJSON_AddObjectToObject(dev, "interfaces");
+  cJSON_AddNumberToObject(ifs, "serial_ports", k->serial);
+  const char *phys[] = {"port0", "port1", "port2", "port3"};
+  cJSON_AddItemToObject(ifs, "physical", cJSON_CreateStringArray(phys, vm ? 4 : 1));
+  cJSON_AddBoolToObject(ifs, "has_loopback_zero", !strcmp(k->nature, "router"));
+  cJSON *ui = cJSON_AddObjectToObject(o, "ui");
+  cJSON_AddStringToObject(ui, "label_prefix", prefix);
+  cJSON_AddStringToObject(ui, "icon", k->icon);
+  cJSON_AddStringToObject(ui, "label", label);
+  cJSON_AddTrueToObject(ui, "visible");
+  cJSON_AddStringToObject(ui, "group", k->label && strcmp(k->nature, "server") &&
+                                               strcmp(k->nature, "host") ? "Cisco" : "Others");
+  cJSON_AddStringToObject(o, "schema_version", "0.0.1");
+  return o;
+}
+
+static void do_node_definitions(struct call *k)
+{
+  cJSON *arr = cJSON_CreateArray();
+  for (size_t i = 0; arr && i < k->c->nnode_defs; i++)
+    cJSON_AddItemToArray(arr, node_definition_json(k->c->node_defs[i]));
+  sim_reply_json(k->req, 200, arr);
+}
+
 /* ---- dispatch ---- */
 
 static void route(struct call *k)
@@ -724,7 +818,8 @@ static void route(struct call *k)
   /* Known paths first, so unknown ones get 404 even without a token. */
   bool known =
       (n == 1 && (is(k, 0, "import") || is(k, 0, "labs") || is(k, 0, "system_stats") ||
-                  is(k, 0, "system_health") || is(k, 0, "licensing"))) ||
+                  is(k, 0, "system_health") || is(k, 0, "licensing") ||
+                  is(k, 0, "node_definitions"))) ||
       (n == 2 && (is(k, 0, "labs") || (is(k, 0, "licensing") && is(k, 1, "registration")) ||
                   (is(k, 0, "telemetry") && is(k, 1, "events")))) ||
       (n == 3 && is(k, 0, "labs") &&
@@ -749,6 +844,8 @@ static void route(struct call *k)
     do_system_health(k);
   else if (n == 1 && is(k, 0, "licensing") && G)
     do_licensing(k);
+  else if (n == 1 && is(k, 0, "node_definitions") && G)
+    do_node_definitions(k);
   else if (n == 2 && is(k, 0, "licensing") && P)
     do_registration(k);
   else if (n == 2 && is(k, 0, "telemetry") && G)

@@ -20,6 +20,13 @@ struct evhttp_request;
 #define CML_ID_MAX 64      /* virtual controller id: [A-Za-z0-9._-]{1,64} */
 #define CML_TEL_RING 256   /* telemetry events kept per controller */
 #define CML_TOKENS_MAX 64  /* live tokens kept per controller (oldest dropped) */
+#define CML_NODE_DEFS_MAX 512 /* node definitions per controller */
+
+/* The node definitions new controllers offer unless --node-definitions says otherwise: the
+ * usual CML reference platform plus every node_definition of the sample topologies. */
+#define CML_DEFAULT_NODE_DEFS                                                                    \
+  "iosv,iosvl2,csr1000v,cat8000v,iosxrv9000,nxosv9000,asav,alpine,ubuntu,server,desktop,"       \
+  "unmanaged_switch,external_connector,ubuntu-desktop-24-04-v2,vmanagemock,mock-server"
 
 /* Durations and knobs a controller runs with; copied from the sim defaults at creation. */
 struct cml_timing {
@@ -96,6 +103,8 @@ struct cml_ctrl {
   struct cml_tel *tel; /* owned ring of CML_TEL_RING, allocated on first event */
   size_t tel_head, tel_count;
   uint64_t requests;
+  char **node_defs; /* owned: node definition ids GET /node_definitions lists */
+  size_t nnode_defs;
 };
 
 /* A fault rule (admin API): matches requests to one controller (or all) by path substring and
@@ -147,6 +156,8 @@ struct cml_sim {
   uint64_t next_fault_id;
   struct cml_pending *pending; /* owned list */
   uint64_t requests, faults_hit, dropped;
+  char **node_defs; /* owned: what new controllers offer (--node-definitions or the default) */
+  size_t nnode_defs;
 };
 
 /* ---- model (model.c) ---- */
@@ -158,6 +169,17 @@ struct cml_ctrl *cml_ctrl_create(struct cml_sim *sim, const char *id);
 void cml_ctrl_remove(struct cml_sim *sim, struct cml_ctrl *c);
 void cml_ctrl_free_all(struct cml_sim *sim);
 int64_t cml_ctrl_node_limit(const struct cml_ctrl *c);
+
+/* Node definition ids: the spec's NodeDefinitionResponse.id pattern (1-250 characters, no
+ * leading '.', none of !@#%^&*();$/\ or control characters). */
+bool cml_node_def_id_valid(const char *id);
+void cml_strv_free(char **v, size_t n);
+/* Parses "a,b,c" (duplicates dropped, "" = none) into a new owned list; -1 + reason. */
+int cml_node_defs_parse_csv(const char *csv, char ***out, size_t *n, char *err, size_t errlen);
+/* Same from a JSON array of strings. */
+int cml_node_defs_from_json(const cJSON *arr, char ***out, size_t *n, char *err, size_t errlen);
+/* Replaces c's list with a copy of v; -1 on allocation failure (c unchanged). */
+int cml_ctrl_set_node_defs(struct cml_ctrl *c, char *const *v, size_t n);
 
 /* Tokens: issue (returns the token string owned by the controller) and check. */
 const char *cml_token_issue(struct cml_ctrl *c);

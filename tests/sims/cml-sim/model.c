@@ -52,7 +52,9 @@ struct cml_ctrl *cml_ctrl_create(struct cml_sim *sim, const char *id)
   sim_uuid4(c->compute_id);
   sim_uuid4(c->owner_id);
   sim_uuid4(c->product_uuid);
-  if (sim_map_put(&sim->ctrls, c->id, c) < 0) {
+  if (cml_ctrl_set_node_defs(c, sim->node_defs, sim->nnode_defs) < 0 ||
+      sim_map_put(&sim->ctrls, c->id, c) < 0) {
+    cml_strv_free(c->node_defs, c->nnode_defs);
     free(c);
     return NULL;
   }
@@ -71,6 +73,7 @@ static void ctrl_free(struct cml_ctrl *c)
   while (c->labs_head)
     cml_lab_free(c->labs_head);
   cml_tokens_clear(c);
+  cml_strv_free(c->node_defs, c->nnode_defs);
   free(c->tel);
   free(c);
 }
@@ -93,6 +96,119 @@ void cml_ctrl_free_all(struct cml_sim *sim)
 {
   sim_map_each(&sim->ctrls, free_each, NULL);
   sim_map_clear(&sim->ctrls);
+}
+
+/* ---- node definitions ---- */
+
+bool cml_node_def_id_valid(const char *id)
+{
+  size_t n = id ? strlen(id) : 0;
+  if (n == 0 || n > 250 || id[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)id[i];
+    if (ch < 0x20 || ch == 0x7f || strchr("!@#%^&*();$/\\", ch))
+      return false;
+  }
+  return true;
+}
+
+void cml_strv_free(char **v, size_t n)
+{
+  for (size_t i = 0; v && i < n; i++)
+    free(v[i]);
+  free(v);
+}
+
+/* Appends id unless present; the list has room for CML_NODE_DEFS_MAX. */
+static int strv_add_unique(char **v, size_t *n, const char *id, size_t len)
+{
+  for (size_t i = 0; i < *n; i++)
+    if (strlen(v[i]) == len && !memcmp(v[i], id, len))
+      return 0;
+  if (*n == CML_NODE_DEFS_MAX)
+    return -2;
+  if (!(v[*n] = strndup(id, len)))
+    return -1;
+  (*n)++;
+  return 0;
+}
+
+__attribute__((format(printf, 5, 6))) static int defs_fail(char **v, size_t n, char *err,
+                                                           size_t errlen, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  cml_strv_free(v, n);
+  return -1;
+}
+
+int cml_node_defs_parse_csv(const char *csv, char ***out, size_t *n, char *err, size_t errlen)
+{
+  char **v = calloc(CML_NODE_DEFS_MAX, sizeof(*v));
+  size_t k = 0;
+  if (!v)
+    return defs_fail(NULL, 0, err, errlen, "out of memory");
+  for (const char *s = csv; s && *s;) {
+    size_t len = strcspn(s, ",");
+    char id[256];
+    snprintf(id, sizeof(id), "%.*s", (int)(len < 255 ? len : 255), s);
+    if (len > 250 || !cml_node_def_id_valid(id))
+      return defs_fail(v, k, err, errlen, "not a node definition id: \"%s\"", id);
+    int rc = strv_add_unique(v, &k, s, len);
+    if (rc == -2)
+      return defs_fail(v, k, err, errlen, "more than %d node definitions", CML_NODE_DEFS_MAX);
+    if (rc < 0)
+      return defs_fail(v, k, err, errlen, "out of memory");
+    s += len;
+    if (*s == ',')
+      s++;
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+int cml_node_defs_from_json(const cJSON *arr, char ***out, size_t *n, char *err, size_t errlen)
+{
+  if (!cJSON_IsArray(arr))
+    return defs_fail(NULL, 0, err, errlen, "node_definitions must be an array of ids");
+  char **v = calloc(CML_NODE_DEFS_MAX, sizeof(*v));
+  size_t k = 0;
+  if (!v)
+    return defs_fail(NULL, 0, err, errlen, "out of memory");
+  const cJSON *it;
+  cJSON_ArrayForEach(it, arr) {
+    if (!cJSON_IsString(it) || !cml_node_def_id_valid(it->valuestring))
+      return defs_fail(v, k, err, errlen, "not a node definition id: %.64s",
+                       cJSON_IsString(it) ? it->valuestring : "(not a string)");
+    int rc = strv_add_unique(v, &k, it->valuestring, strlen(it->valuestring));
+    if (rc == -2)
+      return defs_fail(v, k, err, errlen, "more than %d node definitions", CML_NODE_DEFS_MAX);
+    if (rc < 0)
+      return defs_fail(v, k, err, errlen, "out of memory");
+  }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+int cml_ctrl_set_node_defs(struct cml_ctrl *c, char *const *v, size_t n)
+{
+  char **copy = calloc(n ? n : 1, sizeof(*copy));
+  if (!copy)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!(copy[i] = strdup(v[i]))) {
+      cml_strv_free(copy, i);
+      return -1;
+    }
+  cml_strv_free(c->node_defs, c->nnode_defs);
+  c->node_defs = copy;
+  c->nnode_defs = n;
+  return 0;
 }
 
 /* ---- tokens ---- */
@@ -802,6 +918,9 @@ cJSON *cml_ctrl_admin_json(const struct cml_ctrl *c)
   cJSON_AddNumberToObject(t, "wipe_ms", (double)c->t.wipe_ms);
   cJSON_AddNumberToObject(t, "token_ttl_ms", (double)c->t.token_ttl_ms);
   cJSON_AddNumberToObject(t, "latency_ms", (double)c->t.latency_ms);
+  cJSON *nd = cJSON_AddArrayToObject(o, "node_definitions");
+  for (size_t i = 0; i < c->nnode_defs; i++)
+    cJSON_AddItemToArray(nd, cJSON_CreateString(c->node_defs[i]));
   cJSON *labs = cJSON_AddArrayToObject(o, "lab_list");
   for (const struct cml_lab *l = c->labs_head; l; l = l->next) {
     cJSON *lj = cJSON_CreateObject();

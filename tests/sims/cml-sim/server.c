@@ -275,6 +275,9 @@ static void usage(FILE *to)
           "  --node-limit N         licensed node count (default personal 20, enterprise 500)\n"
           "  --version V            CML version reported (default 2.9.0)\n"
           "  --strict               do not create unknown controllers on first use\n"
+          "  --node-definitions A,B,C  node definition ids new controllers offer at\n"
+          "                         GET /api/v0/node_definitions (\"\" = none; default: the\n"
+          "                         reference platform and the sample topologies' definitions)\n"
           "  --verbose              log every request to stderr\n");
 }
 
@@ -340,7 +343,7 @@ int main(int argc, char **argv)
   sim.next_fault_id = 1;
 
   enum { O_LISTEN = 1, O_USER, O_PASS, O_TTL, O_IMPORT, O_BOOT, O_STOP, O_WIPE, O_LAT, O_LIC,
-         O_LIMIT, O_VERSION, O_STRICT, O_PORTFILE, O_VERBOSE, O_HELP };
+         O_LIMIT, O_VERSION, O_STRICT, O_PORTFILE, O_VERBOSE, O_NODEDEFS, O_HELP };
   static const struct option opts[] = {
       {"listen", required_argument, 0, O_LISTEN},     {"username", required_argument, 0, O_USER},
       {"password", required_argument, 0, O_PASS},     {"token-ttl-ms", required_argument, 0, O_TTL},
@@ -349,8 +352,11 @@ int main(int argc, char **argv)
       {"latency-ms", required_argument, 0, O_LAT},    {"license", required_argument, 0, O_LIC},
       {"node-limit", required_argument, 0, O_LIMIT},  {"version", required_argument, 0, O_VERSION},
       {"strict", no_argument, 0, O_STRICT},           {"port-file", required_argument, 0, O_PORTFILE},
-      {"verbose", no_argument, 0, O_VERBOSE},         {"help", no_argument, 0, O_HELP},
+      {"verbose", no_argument, 0, O_VERBOSE},
+      {"node-definitions", required_argument, 0, O_NODEDEFS},
+      {"help", no_argument, 0, O_HELP},
       {0, 0, 0, 0}};
+  const char *node_defs = CML_DEFAULT_NODE_DEFS;
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     int bad = 0;
@@ -389,6 +395,7 @@ int main(int argc, char **argv)
     case O_STRICT: sim.dflt.strict = true; break;
     case O_PORTFILE: port_file = optarg; break;
     case O_VERBOSE: sim.verbose = true; break;
+    case O_NODEDEFS: node_defs = optarg; break;
     case O_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -399,6 +406,12 @@ int main(int argc, char **argv)
   }
   if (!have_listen || optind != argc) {
     usage(stderr);
+    return 2;
+  }
+  char nd_err[320];
+  if (cml_node_defs_parse_csv(node_defs, &sim.node_defs, &sim.nnode_defs, nd_err,
+                              sizeof(nd_err)) < 0) {
+    fprintf(stderr, "cml-sim: bad value for --node-definitions: %s\n", nd_err);
     return 2;
   }
   sim.startup = sim.dflt;
@@ -450,6 +463,7 @@ out:
   pending_free_all(&sim);
   cml_ctrl_free_all(&sim);
   cml_faults_clear(&sim);
+  cml_strv_free(sim.node_defs, sim.nnode_defs);
   if (sigterm)
     event_free(sigterm);
   if (sigint)
