@@ -35,6 +35,9 @@ async function must(method, p, body, ok = [200, 201, 202]) {
   return r.doc;
 }
 
+// Polls with page.evaluate (CDP, not subject to the page's CSP) rather than waitForFunction,
+// which compiles its predicate inside the page and is refused by lcmd's CSP (no unsafe-eval):
+// the dashboard is tested under the same policy it ships with.
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(fn, ms, what) {
   const end = Date.now() + ms;
@@ -113,7 +116,7 @@ async function login(page) {
   // wrong token: refused with a message, nothing stored
   await page.fill('#token-input', 'not-a-valid-token');
   await page.click('button[type=submit]');
-  await page.waitForFunction(() => document.getElementById('login-error').textContent.length > 0);
+  await until(() => page.evaluate(() => document.getElementById('login-error').textContent.length > 0), 10000, 'the login error');
   check(await page.evaluate(() => sessionStorage.getItem('lcm.token')) === null, 'a refused token was kept');
   await page.fill('#token-input', TOKEN);
   await page.keyboard.press('Enter');   // keyboard submit
@@ -162,7 +165,7 @@ test('fleet page shows a worker appearing after a booking, without a reload', as
   check((await row.locator('[role=meter]').count()) === 3, 'capacity bars missing on the worker row');
   const total = Number((await page.textContent('#workers-total')).replace(/\D/g, ''));
   check(total >= before.length + 1, `workers total ${total}`);
-  await page.waitForFunction(() => document.querySelectorAll('.timeline li').length > 0, null, { timeout: 5000 });
+  await until(() => page.evaluate(() => document.querySelectorAll('.timeline li').length > 0), 5000, 'scale events');
   await shot(page, 'fleet');
 });
 
@@ -178,25 +181,28 @@ test('a session changes status live to ready and shows the login URL', async () 
     s = await status();
   }
   if (s.status !== 'ready') {
-    note(`the session stayed '${s.status}' for ${WAIT_PIPELINE_MS} ms (no session lifecycle here): driving it with POST /sessions/{id}/transition`);
-    const path_ = { pending: ['scheduled', 'instantiating', 'ready'], scheduled: ['instantiating', 'ready'], instantiating: ['ready'] }[s.status] || [];
-    for (const to of path_) {
-      await must('POST', `/api/v1/sessions/${encodeURIComponent(sessionId)}/transition`, { status: to, reason: 'browser test' });
-      await page.waitForSelector(`#session-status [data-status="${to}"]`, { timeout: 10000 });
-    }
-    s = await status();
+    // Operators may not move a session to scheduled/instantiating/ready (the controllers do),
+    // so without the session pipeline the only live change the API can cause is a terminate.
+    check(process.env.LCM_BROWSER_REQUIRE_READY !== '1', `session never became ready (status ${s.status})`);
+    note(`SKIPPED ready + login URL: the session stayed '${s.status}' for ${WAIT_PIPELINE_MS} ms (no session pipeline in this lcmd); checking a live change to 'terminated' instead`);
+    await must('POST', `/api/v1/sessions/${encodeURIComponent(sessionId)}/terminate`, { reason: 'browser test' });
+    await page.waitForSelector('#session-status [data-status="terminated"]', { timeout: 10000 });
+    check(await page.evaluate(() => window.__noReload === 1), 'the page reloaded');
+    await until(async () => (await page.locator('table:has(caption:text("Status history")) tbody tr').count()) >= 1, 10000, 'the status history');
+    await shot(page, 'session-terminated');
+    await page.goto(BASE + '/#/sessions');
+    await page.waitForSelector(`tr[data-id="${sessionId}"]`);
+    await checkLabels(page, 'sessions');
+    await shot(page, 'sessions');
+    return;
   }
   await page.waitForSelector('#session-status [data-status="ready"]', { timeout: 10000 });
   check(await page.evaluate(() => window.__noReload === 1), 'the page reloaded');
   const hist = await page.locator('table:has(caption:text("Status history")) tbody tr').count();
   check(hist >= 1, 'status history empty');
-  if (s.user_session && s.user_session.login_url) {
-    await page.waitForSelector('#login-url', { timeout: 10000 });
-    check(await page.getAttribute('#login-url', 'href') === s.user_session.login_url, 'login URL differs from the API');
-  } else {
-    note('the session is ready but has no login_url (set by the pipeline\'s LDS step, which did not run here): only the placeholder is checked');
-    await page.waitForSelector('#login-url-pending');
-  }
+  check(s.user_session && s.user_session.login_url, 'ready without a login_url');
+  await page.waitForSelector('#login-url', { timeout: 10000 });
+  check(await page.getAttribute('#login-url', 'href') === s.user_session.login_url, 'login URL differs from the API');
   await shot(page, 'session-ready');
   await page.goto(BASE + '/#/sessions');
   await page.waitForSelector(`tr[data-id="${sessionId}"]`);
@@ -215,7 +221,7 @@ test('policies reload from the page', async () => {
   const gen = Number(await page.textContent('tr[data-id="placement"] .generation'));
   await page.focus('#reload-policies');
   await page.keyboard.press('Enter');
-  await page.waitForFunction(() => /Reloaded/.test(document.getElementById('reload-result').textContent), null, { timeout: 10000 });
+  await until(() => page.evaluate(() => /Reloaded/.test(document.getElementById('reload-result').textContent)), 10000, 'the reload result');
   const gen2 = Number(await page.textContent('tr[data-id="placement"] .generation'));
   check(gen2 > gen, `generation ${gen} -> ${gen2}`);
   const api2 = await must('GET', '/api/v1/policies');
@@ -227,7 +233,8 @@ test('every page renders without errors, labelled, at laptop and wide-screen siz
   for (const p of ['definitions', 'labs', 'scheduler', 'plugins', 'fleet']) {
     await page.goto(BASE + `/#/${p}`);
     await page.waitForSelector(`.page[data-page="${p}"] h1`);
-    await page.waitForLoadState('networkidle').catch(() => {});
+    // (no 'networkidle': the event stream keeps a request open for good)
+    await until(() => page.evaluate(() => !document.querySelector('main .loading')), 10000, `${p} loaded`);
     await sleep(300);
     check(!(await page.$('.error-box')), `${p}: ${await page.textContent('.error-box').catch(() => '')}`);
     await checkLabels(page, p);
@@ -241,7 +248,9 @@ test('every page renders without errors, labelled, at laptop and wide-screen siz
   // no horizontal overflow of the page itself at laptop width (tables scroll inside)
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   check(overflow <= 1, `page overflows horizontally by ${overflow}px at laptop width`);
-  // the skip link is the first stop of the keyboard
+  // the skip link is the first stop of the keyboard on a freshly loaded page
+  await page.reload();
+  await page.waitForSelector('.page[data-page="scheduler"] h1');
   await page.keyboard.press('Tab');
   check(await page.evaluate(() => document.activeElement.classList.contains('skip')), 'skip link is not first in tab order');
 });

@@ -11,7 +11,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main():
     r = Redis()
-    lc = Lcmd(r.url, env={"LCM_UI_DIR": os.path.join(SOURCE_DIR, "ui")})
+    # a short scale-up cooldown so the autoscaler answers the test's booking in seconds
+    lc = Lcmd(r.url, env={"LCM_UI_DIR": os.path.join(SOURCE_DIR, "ui"), "LCM_SCALE_UP_COOLDOWN_S": "1",
+                          "LCM_AUTOSCALER_INTERVAL_MS": "500", "LCM_SCHEDULER_INTERVAL_MS": "500"})
     rc = 1
     try:
         env = dict(os.environ, LCM_URL=lc.url, LCM_TOKEN=Lcmd.ADMIN,

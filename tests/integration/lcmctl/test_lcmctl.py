@@ -183,7 +183,7 @@ def test_events_watch():
     p = subprocess.Popen([LCMCTL, "events", "watch", "--kind", "session", "--id", s["id"], "--count", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
     time.sleep(1.0)
-    new_end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 3600))
+    new_end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 55 * 60))
     rc2, _, err2 = ctl("sessions", "extend", s["id"], "--end", new_end)
     try:
         out, err = p.communicate(timeout=15)
@@ -202,8 +202,12 @@ def test_events_reconnect():
     """The stream breaks (lcmd restarted): lcmctl reconnects with Last-Event-ID and gets the
     events it missed, none twice."""
     lc = STACK["lc"]
+    # no pending demand: the autoscaler must not add workers of its own meanwhile
+    rc, _, err = ctl("sessions", "terminate", STACK["session"]["id"], "--reason", "test done")
+    check(rc == 0, err)
+    time.sleep(1.5)
     e = dict(os.environ, LCM_URL=lc.url, LCM_TOKEN=Lcmd.ADMIN)
-    p = subprocess.Popen([LCMCTL, "-o", "json", "events", "watch", "--kind", "worker", "--count", "2"],
+    p = subprocess.Popen([LCMCTL, "-o", "json", "events", "watch", "--type", "worker.created", "--count", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
     time.sleep(1.0)
     ctl("workers", "create", "--template", "multi-sessions", "--region", "us-east-1", "--name", "ctl-w2")
