@@ -785,6 +785,33 @@ static int cml_list_labs(void *self, const struct lcm_call *call, const void *ar
     return start(op, "GET", "/labs?show_all=true", NULL, 0, NULL, 1, 1, labs_step, err);
 }
 
+/* ---- 1.2 node definitions ---- */
+
+static void nodedefs_step(struct cml_op *op, const struct lcm_http_resp *r)
+{
+    if (!ok2xx(r)) {
+        cml_op_fail_http(op, r, LCM_E_REMOTE);
+        return;
+    }
+    struct lcm_rt_node_definitions nd;
+    char why[128];
+    int rc = cml_parse_node_definitions(&op->arena, r->body, r->body_len, &nd, why, sizeof why);
+    if (rc) {
+        proto_fail(op, rc, r->status, why);
+        return;
+    }
+    cml_op_finish(op, NULL, &nd);
+}
+
+static int cml_node_definitions(void *self, const struct lcm_call *call, const void *args,
+                                lcm_done_fn done, void *ud, struct lcm_error *err)
+{
+    struct cml_op *op = cml_op_new(self, call, "node_definitions", done, ud, err);
+    if (!op)
+        return err->code;
+    return start(op, "GET", "/node_definitions", NULL, 0, NULL, 1, 1, nodedefs_step, err);
+}
+
 static const struct lcm_runtime_ops cml_ops = {
     .size = sizeof(struct lcm_runtime_ops),
     .system_info = cml_system_info,
@@ -803,6 +830,7 @@ static const struct lcm_runtime_ops cml_ops = {
     .system_stats = cml_system_stats,
     .activity = cml_activity,
     .list_labs = cml_list_labs,
+    .node_definitions = cml_node_definitions,
 };
 
 LCM_PLUGIN_DESCRIPTOR = {
@@ -811,7 +839,7 @@ LCM_PLUGIN_DESCRIPTOR = {
     .name = "cml",
     .version = "1.0.0",
     .description = "runtime provider for CML 2.9 (labs, nodes and tags, configs, licensing, "
-                   "system stats, telemetry)",
+                   "system stats, telemetry, node definitions)",
     .config = cml_config,
     .nconfig = sizeof cml_config / sizeof cml_config[0],
     .create = cml_create,

@@ -502,6 +502,63 @@ out:
     return rc;
 }
 
+static int node_def_id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] == 0x7f || n >= CML_MAX_NODE_DEF_ID)
+            return 0;
+    return n > 0;
+}
+
+int cml_parse_node_definitions(struct cml_arena *a, const char *body, size_t len,
+                               struct lcm_rt_node_definitions *out, char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *j = parse(body, len);
+    int rc = 0;
+    const char **v = NULL;
+    size_t n = 0, total = 0;
+    if (!cJSON_IsArray(j)) {
+        rc = fail(why, whylen, LCM_E_PROTO, "node_definitions: not a JSON array");
+        goto out;
+    }
+    total = (size_t)cJSON_GetArraySize(j);
+    if (total > CML_MAX_NODE_DEFS) {
+        rc = fail(why, whylen, LCM_E_PROTO, "node_definitions: too many node definitions");
+        goto out;
+    }
+    if (total && !(v = cml_arena_alloc(a, total * sizeof *v))) {
+        rc = fail(why, whylen, LCM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) {
+        const cJSON *id = cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "id") : NULL;
+        if (!cJSON_IsString(id) || !node_def_id_ok(id->valuestring))
+            continue;
+        int dup = 0;
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = strcmp(v[i], id->valuestring) == 0;
+        if (dup)
+            continue;
+        if (!(v[n] = cml_arena_strdup(a, id->valuestring))) {
+            rc = fail(why, whylen, LCM_E_NOMEM, "out of memory");
+            goto out;
+        }
+        n++;
+    }
+    if (total && !n) {
+        rc = fail(why, whylen, LCM_E_PROTO, "node_definitions: no entry has a usable id");
+        goto out;
+    }
+    out->ids.v = n ? v : NULL;
+    out->ids.n = n;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
 static uint64_t bytes_at(const cJSON *o, const char *name)
 {
     return (uint64_t)num_at(o, name, 0, 1.8e19, 0);

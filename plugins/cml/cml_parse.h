@@ -15,6 +15,8 @@
 #define CML_MAX_LABS 100000
 #define CML_MAX_EVENTS 100000
 #define CML_MAX_TOKEN 8192
+#define CML_MAX_NODE_DEFS 4096
+#define CML_MAX_NODE_DEF_ID 250   /* NodeDefinitionResponse.id maxLength */
 
 /* A bag of allocations freed together: results handed to done() live here. */
 struct cml_arena {
@@ -60,6 +62,12 @@ int cml_parse_nodes(struct cml_arena *a, const char *body, size_t len, struct lc
 /* GET /labs: an array of ids. */
 int cml_parse_lab_ids(struct cml_arena *a, const char *body, size_t len,
                       struct lcm_rt_lab_ids *out, char *why, size_t whylen);
+/* GET /node_definitions: an array of NodeDefinitionResponse objects; out->ids are their `id`s,
+ * each once, in CML's order. Entries without a usable id (a string of 1-250 printable
+ * characters) are skipped, so one odd custom definition does not hide the others; a non-empty
+ * list without any usable id is LCM_E_PROTO. */
+int cml_parse_node_definitions(struct cml_arena *a, const char *body, size_t len,
+                               struct lcm_rt_node_definitions *out, char *why, size_t whylen);
 /* GET /system_stats: the "all" totals, compute count, running nodes summed over computes. */
 int cml_parse_stats(const char *body, size_t len, struct lcm_rt_system_stats *out, char *why,
                     size_t whylen);

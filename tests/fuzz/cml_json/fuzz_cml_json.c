@@ -82,6 +82,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct lcm_rt_lab_ids ids;
     if (cml_parse_lab_ids(&a, b, size, &ids, why, sizeof why) == 0)
         check_strs(ids.ids);
+    struct lcm_rt_node_definitions nd;
+    if (cml_parse_node_definitions(&a, b, size, &nd, why, sizeof why) == 0) {
+        if (nd.ids.n > CML_MAX_NODE_DEFS)
+            abort();
+        check_strs(nd.ids);
+        for (size_t i = 0; i < nd.ids.n; i++) {
+            if (!nd.ids.v[i][0] || strlen(nd.ids.v[i]) > CML_MAX_NODE_DEF_ID)
+                abort();
+            for (size_t k = 0; k < i; k++)
+                if (!strcmp(nd.ids.v[i], nd.ids.v[k]))
+                    abort();
+        }
+    }
     struct lcm_rt_system_stats st;
     if (cml_parse_stats(b, size, &st, why, sizeof why) == 0 &&
         (st.cpu_percent < 0 || st.cpu_percent > 100 || st.running_nodes < 0))

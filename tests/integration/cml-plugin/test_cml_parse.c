@@ -262,6 +262,52 @@ static void test_labs_stats_events(void **state)
     cml_arena_free(&a);
 }
 
+static void test_node_definitions(void **state)
+{
+    struct cml_arena a = { 0 };
+    char why[128];
+    struct lcm_rt_node_definitions nd;
+    /* the spec's shape (trimmed): objects with an id and much else we ignore */
+    assert_int_equal(cml_parse_node_definitions(&a, S(
+        "[{\"id\":\"iosv\",\"boot\":{\"timeout\":180},\"general\":{\"nature\":\"router\"}},"
+        "{\"id\":\"ubuntu-desktop-24-04-v2\",\"ui\":{\"label\":\"x\"}},"
+        "{\"id\":\"iosv\"},"                          /* duplicate: kept once */
+        "{\"id\":\"\"},{\"id\":7},{\"nope\":1},\"iosv\",null,"  /* unusable: skipped */
+        "{\"id\":\"bad\\nline\"},"
+        "{\"id\":\"external_connector\"}]"), &nd, why, sizeof why), 0);
+    assert_int_equal(nd.ids.n, 3);
+    assert_string_equal(nd.ids.v[0], "iosv");
+    assert_string_equal(nd.ids.v[1], "ubuntu-desktop-24-04-v2");
+    assert_string_equal(nd.ids.v[2], "external_connector");
+
+    assert_int_equal(cml_parse_node_definitions(&a, S("[]"), &nd, why, sizeof why), 0);
+    assert_int_equal(nd.ids.n, 0);
+    assert_null(nd.ids.v);
+
+    /* an id of 250 characters is CML's limit; 251 is not an id */
+    char big[600], id250[251], id251[252];
+    memset(id250, 'a', 250);
+    id250[250] = '\0';
+    memset(id251, 'b', 251);
+    id251[251] = '\0';
+    snprintf(big, sizeof big, "[{\"id\":\"%s\"},{\"id\":\"%s\"}]", id250, id251);
+    assert_int_equal(cml_parse_node_definitions(&a, S(big), &nd, why, sizeof why), 0);
+    assert_int_equal(nd.ids.n, 1);
+    assert_int_equal(strlen(nd.ids.v[0]), 250);
+
+    /* not a list, or a list with nothing usable: the answer is not understood */
+    assert_int_equal(cml_parse_node_definitions(&a, S("{\"id\":\"iosv\"}"), &nd, why, sizeof why),
+                     LCM_E_PROTO);
+    assert_non_null(strstr(why, "not a JSON array"));
+    assert_int_equal(cml_parse_node_definitions(&a, S("[1,{\"x\":2}]"), &nd, why, sizeof why),
+                     LCM_E_PROTO);
+    assert_non_null(strstr(why, "usable id"));
+    assert_int_equal(cml_parse_node_definitions(&a, "", 0, &nd, why, sizeof why), LCM_E_PROTO);
+    assert_int_equal(cml_parse_node_definitions(&a, S("[{\"id\":\"x\"}"), &nd, why, sizeof why),
+                     LCM_E_PROTO);
+    cml_arena_free(&a);
+}
+
 static void test_rfc3339_and_status(void **state)
 {
     int64_t t;
@@ -344,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_import_and_lab),
         cmocka_unit_test(test_nodes),
         cmocka_unit_test(test_labs_stats_events),
+        cmocka_unit_test(test_node_definitions),
         cmocka_unit_test(test_rfc3339_and_status),
         cmocka_unit_test(test_endpoint),
     };

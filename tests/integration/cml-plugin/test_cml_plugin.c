@@ -336,6 +336,20 @@ static cJSON *conv_ids(const void *r)
     return strs_json(((const struct lcm_rt_lab_ids *)r)->ids);
 }
 
+static cJSON *conv_node_defs(const void *r)
+{
+    return strs_json(((const struct lcm_rt_node_definitions *)r)->ids);
+}
+
+static int has_str(const cJSON *arr, const char *s)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return 1;
+    return 0;
+}
+
 struct target {
     const char *instance;        /* virtual controller id */
     const char *credentials;
@@ -561,7 +575,8 @@ static void test_loaded_and_implemented(void **state)
                                   OP(lab_import), OP(lab_get), OP(lab_start), OP(lab_stop),
                                   OP(lab_wipe), OP(lab_delete), OP(lab_converged),
                                   OP(nodes_list), OP(node_set_tags), OP(extract_configs),
-                                  OP(system_stats), OP(activity), OP(list_labs) };
+                                  OP(system_stats), OP(activity), OP(list_labs),
+                                  OP(node_definitions) };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         assert_true(lcm_plugin_implements(p, ops[i]));
 }
@@ -606,6 +621,67 @@ static void test_system_info_licence_stats(void **state)
     assert_string_equal(cJSON_GetObjectItem(o.res, "product_license")->valuestring, "personal");
     assert_int_equal(cJSON_GetObjectItem(o.res, "node_limit")->valueint, 20);
     outcome_free(&o);
+}
+
+/* GET /node_definitions: what the worker controller records for placement. */
+static void test_node_definitions(void **state)
+{
+    struct target t = { .instance = "w-nodedefs" };
+    struct outcome o;
+    double a0 = auths();
+    call_op(OP(node_definitions), &t, NULL, conv_node_defs, &o);
+    expect_ok(&o);
+    /* cml-sim's default list: the reference platform plus the sample topologies' definitions */
+    assert_int_equal(cJSON_GetArraySize(o.res), 16);
+    static const char *const want[] = { "iosv", "iosvl2", "ubuntu", "alpine", "external_connector",
+                                        "unmanaged_switch", "ubuntu-desktop-24-04-v2",
+                                        "vmanagemock", "mock-server" };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!has_str(o.res, want[i]))
+            fail_msg("node definition %s missing", want[i]);
+    outcome_free(&o);
+    assert_true(auths() == a0 + 1);          /* needs a token, like CML */
+
+    /* The controller's list changes (an image added or removed): the next call sees it. */
+    assert_int_equal(sim_admin("PATCH", "/_sim/controllers/w-nodedefs",
+                               "{\"node_definitions\":[\"iosv\",\"custom-xe\"]}", NULL), 200);
+    call_op(OP(node_definitions), &t, NULL, conv_node_defs, &o);
+    expect_ok(&o);
+    assert_int_equal(cJSON_GetArraySize(o.res), 2);
+    assert_string_equal(cJSON_GetArrayItem(o.res, 0)->valuestring, "iosv");
+    assert_string_equal(cJSON_GetArrayItem(o.res, 1)->valuestring, "custom-xe");
+    outcome_free(&o);
+    assert_true(auths() == a0 + 1);          /* the token is reused */
+    assert_int_equal(sim_admin("PATCH", "/_sim/controllers/w-nodedefs",
+                               "{\"node_definitions\":[]}", NULL), 200);
+    call_op(OP(node_definitions), &t, NULL, conv_node_defs, &o);
+    expect_ok(&o);
+    assert_int_equal(cJSON_GetArraySize(o.res), 0);
+    outcome_free(&o);
+
+    /* An expired token is renewed once, transparently. */
+    assert_int_equal(sim_admin("POST", "/_sim/controllers/w-nodedefs/expire_tokens", NULL, NULL),
+                     204);
+    call_op(OP(node_definitions), &t, NULL, conv_node_defs, &o);
+    expect_ok(&o);
+    outcome_free(&o);
+    assert_true(auths() == a0 + 2);
+
+    /* Failures map like every other call: 5xx retried then retryable, bad credentials final. */
+    add_fault("{\"controller\":\"w-nodedefs\",\"path\":\"/node_definitions\","
+              "\"status\":500,\"count\":-1}");
+    double before = sim_stat("faults_hit");
+    call_op(OP(node_definitions), &t, NULL, conv_node_defs, &o);
+    assert_int_equal(o.code, LCM_E_UNAVAIL);
+    assert_int_equal(o.retryable, 1);
+    assert_int_equal(o.http_status, 500);
+    assert_non_null(strstr(o.message, "node_definitions"));
+    assert_true(sim_stat("faults_hit") - before == 3);
+    clear_faults();
+    struct target bad = { .instance = "w-nodedefs-creds", .credentials = "WRONG" };
+    call_op(OP(node_definitions), &bad, NULL, conv_node_defs, &o);
+    assert_int_equal(o.code, LCM_E_AUTH);
+    assert_int_equal(o.retryable, 0);
 }
 
 static void test_lab_lifecycle(void **state)
@@ -1108,6 +1184,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_and_implemented),
         cmocka_unit_test_teardown(test_system_info_licence_stats, per_test_teardown),
+        cmocka_unit_test_teardown(test_node_definitions, per_test_teardown),
         cmocka_unit_test_teardown(test_lab_lifecycle, per_test_teardown),
         cmocka_unit_test_teardown(test_unknown_lab_is_not_found_once, per_test_teardown),
         cmocka_unit_test_teardown(test_token_expiry_reauth_once, per_test_teardown),
