@@ -121,6 +121,7 @@ async function login(page) {
   await page.fill('#token-input', TOKEN);
   await page.keyboard.press('Enter');   // keyboard submit
   await page.waitForSelector('#nav', { state: 'visible' });
+  await page.waitForSelector('#login', { state: 'hidden' });
   await page.waitForSelector('#live[data-state=live]', { timeout: 10000 });
 }
 
@@ -236,7 +237,8 @@ test('every page renders without errors, labelled, at laptop and wide-screen siz
     // (no 'networkidle': the event stream keeps a request open for good)
     await until(() => page.evaluate(() => !document.querySelector('main .loading')), 10000, `${p} loaded`);
     await sleep(300);
-    check(!(await page.$('.error-box')), `${p}: ${await page.textContent('.error-box').catch(() => '')}`);
+    const err = await page.$('.error-box');
+    check(!err, `${p}: ${err ? await err.textContent() : ''}`);
     await checkLabels(page, p);
     await shot(page, p === 'fleet' ? 'fleet-laptop' : p);
   }

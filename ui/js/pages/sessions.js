@@ -30,7 +30,7 @@ export async function render(root, ctx, id) {
       { head: 'Definition', get: (s) => `${s.definition_name || s.definition_id || '-'}${s.definition_version ? ` ${s.definition_version}` : ''}` },
       { head: 'Status', get: (s) => badge(s.status) },
       { head: 'Worker', get: (s) => s.worker_id },
-      { head: 'Start', get: (s) => time(s.timeslot?.start) },
+      { head: 'Start', get: (s) => (s.timeslot?.start ? time(s.timeslot.start) : 'now') },
       { head: 'End', get: (s) => time(s.timeslot?.end) },
       { head: 'Login URL', get: (s) => (s.user_session?.login_url ? h('a', { href: s.user_session.login_url, target: '_blank', rel: 'noopener noreferrer' }, 'open') : '-') },
       { head: 'Score', get: (s) => score(s.score) },
@@ -123,7 +123,7 @@ async function detail(root, ctx, id) {
           kv([
             ['Login URL', url ? h('a', { id: 'login-url', href: url, target: '_blank', rel: 'noopener noreferrer' }, url) : h('span', { class: 'muted', id: 'login-url-pending' }, 'not yet (set when the session is ready)')],
             ['Definition', `${s.definition_name || ''} ${s.definition_version || ''} (${s.definition_id})`],
-            ['Timeslot', h('span', null, time(s.timeslot?.start), ' – ', time(s.timeslot?.end))],
+            ['Timeslot', h('span', null, s.timeslot?.start ? time(s.timeslot.start) : 'now (no start)', ' – ', time(s.timeslot?.end))],
             ['Worker', s.worker_id],
             ['Lab record', s.lab_record_id],
             ['CML lab', s.cml_lab_id],
