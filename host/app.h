@@ -23,6 +23,7 @@ struct lcm_store;
 struct lcm_api;
 struct lcm_net;
 struct lcm_ctl;
+struct lcm_controllers;
 
 struct lcm_app {
     struct lcm_config *cfg;
@@ -39,6 +40,7 @@ struct lcm_app {
     struct lcm_api *api;              /* resource routes (host/api) */
     struct lcm_net *net;              /* SSE, CloudEvents in and out (host/net) */
     struct lcm_ctl *ctl;              /* controllers + leader lease (host/ctl) */
+    struct lcm_controllers *controllers; /* controller instances (host/ctl/controllers.h) */
     struct lcm_embedded_redis embedded;
     struct event *sig_term, *sig_int, *sig_hup;
     time_t started;

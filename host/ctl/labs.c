@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "controllers.h"
 #include "ctl.h"
 #include "domain/lab.h"
 #include "domain/session.h"
@@ -37,7 +38,7 @@ struct act {
     struct act *next_in_list;
 };
 
-struct lctl {
+struct lcm_labs_ctl {
     struct lcm_app *app;
     long interval_ms, action_timeout_s, poll_ms, timeout_ms;
     int64_t next_discovery;       /* monotonic ms */
@@ -50,8 +51,6 @@ struct lctl {
     struct event *timer;
 };
 
-static struct lctl *g_lctl;
-
 static int64_t mono_ms(void)
 {
     struct timespec t;
@@ -61,16 +60,16 @@ static int64_t mono_ms(void)
 
 static int64_t wall(void) { return (int64_t)time(NULL); }
 
-static const struct lcm_lab *get_l(struct lctl *c, const char *id)
+static const struct lcm_lab *get_l(struct lcm_labs_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "lab", id) : NULL;
 }
-static const struct lcm_worker *get_w(struct lctl *c, const char *id)
+static const struct lcm_worker *get_w(struct lcm_labs_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "worker", id) : NULL;
 }
 
-static struct act *act_get(struct lctl *c, const char *lab_id, int create)
+static struct act *act_get(struct lcm_labs_ctl *c, const char *lab_id, int create)
 {
     for (struct act *a = c->acts; a; a = a->next_in_list)
         if (!strcmp(a->lab_id, lab_id))
@@ -88,7 +87,7 @@ static struct act *act_get(struct lctl *c, const char *lab_id, int create)
     return a;
 }
 
-static void act_drop(struct lctl *c, const char *lab_id)
+static void act_drop(struct lcm_labs_ctl *c, const char *lab_id)
 {
     for (struct act **pp = &c->acts; *pp; pp = &(*pp)->next_in_list) {
         if (!strcmp((*pp)->lab_id, lab_id)) {
@@ -101,7 +100,7 @@ static void act_drop(struct lctl *c, const char *lab_id)
     }
 }
 
-static void fill_call(struct lctl *c, struct lcm_call *cl, const struct lcm_worker *w,
+static void fill_call(struct lcm_labs_ctl *c, struct lcm_call *cl, const struct lcm_worker *w,
                       const char *corr)
 {
     memset(cl, 0, sizeof(*cl));
@@ -117,7 +116,7 @@ static void fill_call(struct lctl *c, struct lcm_call *cl, const struct lcm_work
 /* ---- commits ------------------------------------------------------------------------- */
 
 struct cdone {
-    struct lctl *c;
+    struct lcm_labs_ctl *c;
     char *claim_kind, *claim_id;  /* released when the commit is answered (may be NULL) */
 };
 
@@ -137,7 +136,7 @@ static void commit_done(const struct lcm_store_result *res, void *ud)
 }
 
 /* Commits tx; releases the claim kind/id (if given) once answered. */
-static void commit(struct lctl *c, struct lcm_tx *tx, const char *ckind, const char *cid)
+static void commit(struct lcm_labs_ctl *c, struct lcm_tx *tx, const char *ckind, const char *cid)
 {
     char err[256];
     struct cdone *d = calloc(1, sizeof(*d));
@@ -162,7 +161,7 @@ static void commit(struct lctl *c, struct lcm_tx *tx, const char *ckind, const c
 }
 
 /* Orphans l (and gives its ports back to its worker when that still exists). */
-static void tx_orphan(struct lcm_tx *tx, struct lctl *c, const struct lcm_lab *l, const char *why)
+static void tx_orphan(struct lcm_tx *tx, struct lcm_labs_ctl *c, const struct lcm_lab *l, const char *why)
 {
     struct lcm_derr de;
     struct lcm_lab *ls = lcm_tx_state(tx, &lcm_kind_lab, l->id, l);
@@ -181,7 +180,7 @@ static void tx_orphan(struct lcm_tx *tx, struct lctl *c, const struct lcm_lab *l
 /* ---- actions ------------------------------------------------------------------------- */
 
 struct aop {
-    struct lctl *c;
+    struct lcm_labs_ctl *c;
     char *lab_id;
     int phase;                    /* 0 = get, 1 = command */
 };
@@ -192,7 +191,7 @@ static void aop_free(struct aop *o)
     free(o);
 }
 
-static void action_finish(struct lctl *c, const struct lcm_lab *l, const char *cml_state,
+static void action_finish(struct lcm_labs_ctl *c, const struct lcm_lab *l, const char *cml_state,
                           int gone, const char *error)
 {
     struct lcm_tx tx;
@@ -240,7 +239,7 @@ static void action_finish(struct lctl *c, const struct lcm_lab *l, const char *c
     commit(c, &tx, "lab", l->id);
 }
 
-static void action_later(struct lctl *c, const char *lab_id)
+static void action_later(struct lcm_labs_ctl *c, const char *lab_id)
 {
     struct act *a = act_get(c, lab_id, 0);
     if (a)
@@ -251,7 +250,7 @@ static void action_later(struct lctl *c, const char *lab_id)
 static void action_cmd_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct aop *o = ud;
-    struct lctl *c = o->c;
+    struct lcm_labs_ctl *c = o->c;
     (void)result;
     const struct lcm_lab *l = get_l(c, o->lab_id);
     /* CML refusing the command (400 → conflict: licence limit, wrong state…) ends the
@@ -269,7 +268,7 @@ static void action_cmd_done(void *ud, const struct lcm_error *e, const void *res
 static void action_get_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct aop *o = ud;
-    struct lctl *c = o->c;
+    struct lcm_labs_ctl *c = o->c;
     const struct lcm_lab *l = get_l(c, o->lab_id);
     const struct lcm_worker *w = l ? get_w(c, l->worker_id) : NULL;
     struct act *a = act_get(c, o->lab_id, 0);
@@ -356,7 +355,7 @@ static void action_get_done(void *ud, const struct lcm_error *e, const void *res
     }
 }
 
-static void run_action(struct lctl *c, const struct lcm_lab *l)
+static void run_action(struct lcm_labs_ctl *c, const struct lcm_lab *l)
 {
     const struct lcm_worker *w = get_w(c, l->worker_id);
     struct act *a = act_get(c, l->id, 1);
@@ -413,7 +412,7 @@ struct known {
 };
 
 struct dop {
-    struct lctl *c;
+    struct lcm_labs_ctl *c;
     char *worker_id;
     char **ids;                   /* CML lab ids on the worker */
     size_t nids, idx;
@@ -446,7 +445,7 @@ static void disc_end(struct dop *o)
 static void disc_next(struct dop *o);
 
 /* A lab whose title says a session is importing it right now is left to that session. */
-static int pending_import(struct lctl *c, const char *title)
+static int pending_import(struct lcm_labs_ctl *c, const char *title)
 {
     if (!title || strncmp(title, "lcm-", 4))
         return 0;
@@ -457,7 +456,7 @@ static int pending_import(struct lctl *c, const char *title)
 static void disc_get_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct dop *o = ud;
-    struct lctl *c = o->c;
+    struct lcm_labs_ctl *c = o->c;
     const char *cml = o->ids[o->idx];
     const struct lcm_lab *l = lcm_sessions_find_lab(c->app->store, o->worker_id, cml);
     if (e) {
@@ -521,7 +520,7 @@ static void disc_get_done(void *ud, const struct lcm_error *e, const void *resul
 
 static void disc_next(struct dop *o)
 {
-    struct lctl *c = o->c;
+    struct lcm_labs_ctl *c = o->c;
     const struct lcm_worker *w = get_w(c, o->worker_id);
     if (!w || !lcm_ctl_is_leader(c->app->ctl)) {
         disc_end(o);
@@ -599,14 +598,14 @@ static int snap_each(const char *id, const void *st, void *ud)
     return 0;
 }
 
-static int implements_list(struct lctl *c)
+static int implements_list(struct lcm_labs_ctl *c)
 {
     struct lcm_plugin *p = lcm_plugins_get(c->app->plugins, LCM_KIND_RUNTIME);
     return p && lcm_plugin_implements(p, RT_OFF(list_labs)) &&
            lcm_plugin_implements(p, RT_OFF(lab_get));
 }
 
-static void discover_worker(struct lctl *c, const struct lcm_worker *w)
+static void discover_worker(struct lcm_labs_ctl *c, const struct lcm_worker *w)
 {
     if (!implements_list(c))
         return;
@@ -641,7 +640,7 @@ static int worker_gone(const struct lcm_worker *w)
 
 static int collect_labs(const char *id, const void *st, void *ud)
 {
-    struct lctl *c = ud;
+    struct lcm_labs_ctl *c = ud;
     const struct lcm_lab *l = st;
     if (l->status == LCM_LAB_ARCHIVED || l->status == LCM_LAB_DELETED)
         return 0;
@@ -660,9 +659,9 @@ static int collect_labs(const char *id, const void *st, void *ud)
     return 0;
 }
 
-struct wq { struct lctl *c; int all; };
+struct wq { struct lcm_labs_ctl *c; int all; };
 
-static int want_worker(struct lctl *c, const char *id)
+static int want_worker(struct lcm_labs_ctl *c, const char *id)
 {
     for (size_t i = 0; i < c->nwant; i++)
         if (!strcmp(c->want[i], id))
@@ -684,7 +683,7 @@ static int disc_each(const char *id, const void *st, void *ud)
 
 static void reconcile(void *ud)
 {
-    struct lctl *c = ud;
+    struct lcm_labs_ctl *c = ud;
     if (!c->app->plugins)
         return;
     int64_t now = mono_ms();
@@ -734,7 +733,7 @@ static void reconcile(void *ud)
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct lctl *c = arg;
+    struct lcm_labs_ctl *c = arg;
     (void)fd;
     (void)what;
     lcm_ctl_wake(c->app->ctl, NAME);
@@ -743,7 +742,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static int interested(void *ud, const struct lcm_kind *kind, const char *id, const void *state,
                       const struct lcm_event *ev)
 {
-    struct lctl *c = ud;
+    struct lcm_labs_ctl *c = ud;
     (void)state;
     if (!strcmp(kind->name, "lab"))
         return ev && ev->type && (!strcmp(ev->type, "lab.action_requested") ||
@@ -759,14 +758,13 @@ static int interested(void *ud, const struct lcm_kind *kind, const char *id, con
 
 static void stop(void *ud)
 {
-    struct lctl *c = ud;
+    struct lcm_labs_ctl *c = ud;
     event_del(c->timer);
 }
 
 int lcm_labs_discover(struct lcm_app *app, const char *worker_id)
 {
-    struct lctl *c = g_lctl;
-    (void)app;
+    struct lcm_labs_ctl *c = app->controllers ? app->controllers->labs : NULL;
     if (!c)
         return -1;
     if (!worker_id) {
@@ -785,7 +783,11 @@ int lcm_labs_discover(struct lcm_app *app, const char *worker_id)
 
 int lcm_labs_ctl_init(struct lcm_app *app, char *err, size_t errlen)
 {
-    struct lctl *c = calloc(1, sizeof(*c));
+    if (!app->controllers) {
+        snprintf(err, errlen, "labs controller: lcm_controllers_init sets it up");
+        return -1;
+    }
+    struct lcm_labs_ctl *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -811,16 +813,16 @@ int lcm_labs_ctl_init(struct lcm_app *app, char *err, size_t errlen)
         free(c);
         return -1;
     }
-    g_lctl = c;
+    app->controllers->labs = c;
     return 0;
 }
 
 void lcm_labs_ctl_free(struct lcm_app *app)
 {
-    struct lctl *c = g_lctl;
-    (void)app;
+    struct lcm_labs_ctl *c = app->controllers ? app->controllers->labs : NULL;
     if (!c)
         return;
+    app->controllers->labs = NULL;
     event_free(c->timer);
     while (c->acts)
         act_drop(c, c->acts->lab_id);
@@ -831,5 +833,4 @@ void lcm_labs_ctl_free(struct lcm_app *app)
         free(c->todo[i]);
     free(c->todo);
     free(c);
-    g_lctl = NULL;
 }

@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "controllers.h"
 #include "ctl.h"
 #include "domain/definition.h"
 #include "domain/lab.h"
@@ -57,7 +58,7 @@ struct sparams {
     int retries;
 };
 
-struct sctl {
+struct lcm_sessions_ctl {
     struct lcm_app *app;
     struct sparams p;
     struct rt *rt[NRT];
@@ -67,8 +68,6 @@ struct sctl {
     size_t ntodo, captodo;
     const char *lds_prefix, *grading_prefix;   /* CloudEvent type prefixes (config) */
 };
-
-static struct sctl *g_sctl;
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -89,7 +88,7 @@ static unsigned long hstr(const char *s)
     return h;
 }
 
-static struct rt *rt_get(struct sctl *c, const char *sid, int create)
+static struct rt *rt_get(struct lcm_sessions_ctl *c, const char *sid, int create)
 {
     unsigned long b = hstr(sid) % NRT;
     for (struct rt *r = c->rt[b]; r; r = r->next)
@@ -107,7 +106,7 @@ static struct rt *rt_get(struct sctl *c, const char *sid, int create)
     return r;
 }
 
-static void rt_drop(struct sctl *c, const char *sid)
+static void rt_drop(struct lcm_sessions_ctl *c, const char *sid)
 {
     for (struct rt **pp = &c->rt[hstr(sid) % NRT]; *pp; pp = &(*pp)->next) {
         if (!strcmp((*pp)->sid, sid)) {
@@ -120,48 +119,48 @@ static void rt_drop(struct sctl *c, const char *sid)
     }
 }
 
-static void due_at(struct sctl *c, int64_t mono)
+static void due_at(struct lcm_sessions_ctl *c, int64_t mono)
 {
     if (mono > 0 && (c->due == 0 || mono < c->due))
         c->due = mono;
 }
 
-static void due_wall(struct sctl *c, int64_t when, int64_t now)
+static void due_wall(struct lcm_sessions_ctl *c, int64_t when, int64_t now)
 {
     if (when > 0 && when >= now)
         due_at(c, mono_ms() + (when - now) * 1000 + 50);
 }
 
-static const struct lcm_session *get_s(struct sctl *c, const char *id)
+static const struct lcm_session *get_s(struct lcm_sessions_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "session", id) : NULL;
 }
-static const struct lcm_worker *get_w(struct sctl *c, const char *id)
+static const struct lcm_worker *get_w(struct lcm_sessions_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "worker", id) : NULL;
 }
-static const struct lcm_definition *get_d(struct sctl *c, const char *id)
+static const struct lcm_definition *get_d(struct lcm_sessions_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "definition", id) : NULL;
 }
-static const struct lcm_lab *get_l(struct sctl *c, const char *id)
+static const struct lcm_lab *get_l(struct lcm_sessions_ctl *c, const char *id)
 {
     return id ? lcm_store_get(c->app->store, "lab", id) : NULL;
 }
 
 /* The lab record bound to s (NULL when none or it serves someone else now). */
-static const struct lcm_lab *bound_lab(struct sctl *c, const struct lcm_session *s)
+static const struct lcm_lab *bound_lab(struct lcm_sessions_ctl *c, const struct lcm_session *s)
 {
     const struct lcm_lab *l = get_l(c, s->lab_record_id);
     return l && l->active_session_id && !strcmp(l->active_session_id, s->id) ? l : NULL;
 }
 
-static void claim_release(struct sctl *c, const char *sid)
+static void claim_release(struct lcm_sessions_ctl *c, const char *sid)
 {
     lcm_ctl_release(c->app->ctl, "session", sid);
 }
 
-static long backoff(const struct sctl *c, int attempts)
+static long backoff(const struct lcm_sessions_ctl *c, int attempts)
 {
     long b = c->p.backoff_ms;
     for (int i = 1; i < attempts && b < c->p.backoff_max_ms; i++)
@@ -205,7 +204,7 @@ void lcm_sessions_lab_record_id(const char *sid, char *out, size_t cap)
 /* ---- commits ------------------------------------------------------------------------- */
 
 struct cdone {
-    struct sctl *c;
+    struct lcm_sessions_ctl *c;
     char *sid;
     char what[64];
     long backoff_on_error;
@@ -214,7 +213,7 @@ struct cdone {
 static void commit_done(const struct lcm_store_result *res, void *ud)
 {
     struct cdone *d = ud;
-    struct sctl *c = d->c;
+    struct lcm_sessions_ctl *c = d->c;
     if (res->status == LCM_STORE_ECONFLICT) {
         lcm_debug("sessions", "msg=\"commit conflict, will retry\" session=%s what=%s", d->sid,
                   d->what);
@@ -232,7 +231,7 @@ static void commit_done(const struct lcm_store_result *res, void *ud)
 }
 
 /* Commits tx under the session's claim (already held) and releases it when done. */
-static int commit(struct sctl *c, struct lcm_tx *tx, const char *sid, const char *what)
+static int commit(struct lcm_sessions_ctl *c, struct lcm_tx *tx, const char *sid, const char *what)
 {
     char err[256];
     struct cdone *d = calloc(1, sizeof(*d));
@@ -291,7 +290,7 @@ static void tx_to(struct lcm_tx *tx, const struct lcm_session *s, int to, const 
                                                     wall(), lcm_tx_events(tx, ss), &de), &de);
 }
 
-static void observe_step_done(struct sctl *c, const struct lcm_session *s, int step)
+static void observe_step_done(struct lcm_sessions_ctl *c, const struct lcm_session *s, int step)
 {
     const struct lcm_step_progress *p = &s->steps[step];
     if (p->started_at) {
@@ -303,7 +302,7 @@ static void observe_step_done(struct sctl *c, const struct lcm_session *s, int s
 }
 
 /* Claims s and commits "step started"; the pass after it runs the step's action. */
-static void begin_step(struct sctl *c, const struct lcm_session *s, int step)
+static void begin_step(struct lcm_sessions_ctl *c, const struct lcm_session *s, int step)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
         return;
@@ -323,9 +322,9 @@ static void begin_step(struct sctl *c, const struct lcm_session *s, int step)
 /* Records the failure of the current attempt of step (claim held). A step out of retries,
  * or failing for good, terminates the session (which then releases everything); for a
  * session already terminated the step is given up and teardown goes on. */
-static void step_fail(struct sctl *c, const char *sid, int step, int retryable, const char *fmt,
+static void step_fail(struct lcm_sessions_ctl *c, const char *sid, int step, int retryable, const char *fmt,
                       ...) __attribute__((format(printf, 5, 6)));
-static void step_fail(struct sctl *c, const char *sid, int step, int retryable, const char *fmt,
+static void step_fail(struct lcm_sessions_ctl *c, const char *sid, int step, int retryable, const char *fmt,
                       ...)
 {
     char msg[512];
@@ -362,7 +361,7 @@ static void step_fail(struct sctl *c, const char *sid, int step, int retryable, 
 }
 
 /* Ends the action without a commit; the step is looked at again after delay_ms. */
-static void later(struct sctl *c, const char *sid, long delay_ms)
+static void later(struct lcm_sessions_ctl *c, const char *sid, long delay_ms)
 {
     struct rt *r = rt_get(c, sid, 1);
     if (r)
@@ -374,7 +373,7 @@ static void later(struct sctl *c, const char *sid, long delay_ms)
 /* ---- plugin calls -------------------------------------------------------------------- */
 
 struct op {
-    struct sctl *c;
+    struct lcm_sessions_ctl *c;
     char *sid;
     int step;
     int what;
@@ -385,7 +384,7 @@ struct op {
     size_t nids, idx;
 };
 
-static struct op *op_new(struct sctl *c, const char *sid, int step, int what)
+static struct op *op_new(struct lcm_sessions_ctl *c, const char *sid, int step, int what)
 {
     struct op *o = calloc(1, sizeof(*o));
     if (!o || !(o->sid = strdup(sid))) {
@@ -418,7 +417,7 @@ static void op_free(struct op *o)
     free(o);
 }
 
-static void fill_call(struct sctl *c, struct lcm_call *call, const char *sid,
+static void fill_call(struct lcm_sessions_ctl *c, struct lcm_call *call, const char *sid,
                       const struct lcm_worker *w, int runtime)
 {
     memset(call, 0, sizeof(*call));
@@ -438,7 +437,7 @@ static void fill_call(struct sctl *c, struct lcm_call *call, const char *sid,
 static void op_call(struct op *o, enum lcm_plugin_kind kind, size_t off, const struct lcm_worker *w,
                  const void *args, lcm_done_fn done)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     struct lcm_call cl;
     struct lcm_error e = { 0 };
     fill_call(c, &cl, o->sid, w, kind == LCM_KIND_RUNTIME);
@@ -456,7 +455,7 @@ static void op_call(struct op *o, enum lcm_plugin_kind kind, size_t off, const s
 #define DL_OFF(m) offsetof(struct lcm_delivery_ops, m)
 #define GR_OFF(m) offsetof(struct lcm_grading_ops, m)
 
-static int implements(struct sctl *c, enum lcm_plugin_kind kind, size_t off)
+static int implements(struct lcm_sessions_ctl *c, enum lcm_plugin_kind kind, size_t off)
 {
     struct lcm_plugin *p = lcm_plugins_get(c->app->plugins, kind);
     return p && lcm_plugin_implements(p, off);
@@ -478,7 +477,7 @@ static const struct lcm_session *recheck(struct op *o)
 /* Common failure path of a done callback. */
 static void op_failed(struct op *o, const struct lcm_error *e, const char *what)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     char sid[160];
     snprintf(sid, sizeof(sid), "%s", o->sid);
     int step = o->step;
@@ -515,7 +514,7 @@ static void tx_bind(struct lcm_tx *tx, const struct lcm_session *s, const struct
 static void adopt_new(struct op *o, const struct lcm_session *s, const char *cml_lab_id,
                       const char *how)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     char lid[160], title[80];
     lcm_sessions_lab_record_id(s->id, lid, sizeof(lid));
     lcm_sessions_lab_title(s->id, title, sizeof(title));
@@ -570,7 +569,7 @@ static void import_done(void *ud, const struct lcm_error *e, const void *result)
 
 static void do_import(struct op *o, const struct lcm_session *s)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_definition *d = get_d(c, s->definition_id);
     const struct lcm_worker *w = get_w(c, s->worker_id);
     if (!d || !d->topology || !*d->topology) {
@@ -595,7 +594,7 @@ static void do_import(struct op *o, const struct lcm_session *s)
 }
 
 /* 1 when a lab record of this worker already holds cml_lab_id. */
-static int cml_lab_known(struct sctl *c, const char *worker_id, const char *cml_lab_id);
+static int cml_lab_known(struct lcm_sessions_ctl *c, const char *worker_id, const char *cml_lab_id);
 
 static void search_next(struct op *o);
 
@@ -626,7 +625,7 @@ static void search_get_done(void *ud, const struct lcm_error *e, const void *res
 
 static void search_next(struct op *o)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = get_s(c, o->sid);
     const struct lcm_worker *w = s ? get_w(c, s->worker_id) : NULL;
     if (!s || !w) {
@@ -681,7 +680,7 @@ static void search_list_done(void *ud, const struct lcm_error *e, const void *re
 static void verify_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -744,7 +743,7 @@ static void verify_done(void *ud, const struct lcm_error *e, const void *result)
     op_free(o);
 }
 
-static int cml_lab_known(struct sctl *c, const char *worker_id, const char *cml_lab_id)
+static int cml_lab_known(struct lcm_sessions_ctl *c, const char *worker_id, const char *cml_lab_id)
 {
     return lcm_sessions_find_lab(c->app->store, worker_id, cml_lab_id) != NULL;
 }
@@ -752,7 +751,7 @@ static int cml_lab_known(struct sctl *c, const char *worker_id, const char *cml_
 static int reuse_pick(const char *id, const void *st, void *ud)
 {
     const struct lcm_lab *l = st;
-    struct { struct sctl *c; const struct lcm_session *s; const struct lcm_lab *best; } *q = ud;
+    struct { struct lcm_sessions_ctl *c; const struct lcm_session *s; const struct lcm_lab *best; } *q = ud;
     (void)id;
     if (l->active_session_id || l->pending_action >= 0 || !l->cml_lab_id || !l->definition_id ||
         !l->worker_id || strcmp(l->worker_id, q->s->worker_id) ||
@@ -770,7 +769,7 @@ static int reuse_pick(const char *id, const void *st, void *ud)
     return 0;
 }
 
-static void act_resolve(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w,
+static void act_resolve(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w,
                         const struct lcm_definition *d, struct rt *r)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
@@ -798,7 +797,7 @@ static void act_resolve(struct sctl *c, const struct lcm_session *s, const struc
         return;
     }
     if (d->lab_reuse_enabled) {
-        struct { struct sctl *c; const struct lcm_session *s; const struct lcm_lab *best; } q =
+        struct { struct lcm_sessions_ctl *c; const struct lcm_session *s; const struct lcm_lab *best; } q =
             { c, s, NULL };
         lcm_store_each(c->app->store, "lab", reuse_pick, &q);
         if (q.best) {
@@ -823,7 +822,7 @@ static void act_resolve(struct sctl *c, const struct lcm_session *s, const struc
 
 /* ---- instantiating: ports, tags ------------------------------------------------------ */
 
-static void act_ports(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w,
+static void act_ports(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w,
                       const struct lcm_definition *d, const struct lcm_lab *l)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
@@ -940,7 +939,7 @@ static void tags_set_done(void *ud, const struct lcm_error *e, const void *resul
 
 static void tags_next(struct op *o)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = get_s(c, o->sid);
     const struct lcm_worker *w = s ? get_w(c, s->worker_id) : NULL;
     if (!s || !w) {
@@ -970,7 +969,7 @@ static void tags_next(struct op *o)
 static void tags_list_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1055,7 +1054,7 @@ static void lab_cmd_done(void *ud, const struct lcm_error *e, const void *result
 static void converged_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1089,7 +1088,7 @@ static void converged_done(void *ud, const struct lcm_error *e, const void *resu
 /* stop/wipe landed on CML: record what the lab is now, and finish the step. */
 static void teardown_lab_state(struct op *o, const struct lcm_session *s, const char *cml_state)
 {
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_lab *l = bound_lab(c, s);
     struct lcm_tx tx;
     struct lcm_derr de;
@@ -1119,7 +1118,7 @@ static void teardown_lab_state(struct op *o, const struct lcm_session *s, const 
 static void lab_get_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1209,7 +1208,7 @@ static void lab_get_done(void *ud, const struct lcm_error *e, const void *result
 static void lab_cmd_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     (void)result;
     if (!recheck(o)) {
         op_free(o);
@@ -1227,7 +1226,7 @@ static void lab_cmd_done(void *ud, const struct lcm_error *e, const void *result
 }
 
 /* start_lab, stop_lab, wipe_lab: read the lab's state, send the command once, poll. */
-static void act_lab_state(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w,
+static void act_lab_state(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w,
                           const struct lcm_lab *l, int step)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
@@ -1286,7 +1285,7 @@ static char *devices_json(const struct lcm_session *s, const struct lcm_definiti
 static void lds_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1328,7 +1327,7 @@ static void lds_done(void *ud, const struct lcm_error *e, const void *result)
     op_free(o);
 }
 
-static void act_lds(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w,
+static void act_lds(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w,
                     const struct lcm_definition *d)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
@@ -1383,7 +1382,7 @@ static unsigned lds_state_sigs(const char *st)
 static void lds_poll_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     struct rt *r = rt_get(c, o->sid, 1);
     if (!e && r) {
         const struct lcm_lds_session *ls = result;
@@ -1399,7 +1398,7 @@ static void lds_poll_done(void *ud, const struct lcm_error *e, const void *resul
     op_free(o);
 }
 
-static void poll_lds(struct sctl *c, const struct lcm_session *s, struct rt *r)
+static void poll_lds(struct lcm_sessions_ctl *c, const struct lcm_session *s, struct rt *r)
 {
     if (!s->user_session.lds_session_id || !lcm_ctl_claim(c->app->ctl, "session", s->id))
         return;
@@ -1425,7 +1424,7 @@ static void poll_lds(struct sctl *c, const struct lcm_session *s, struct rt *r)
 static void extract_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1445,7 +1444,7 @@ static void extract_done(void *ud, const struct lcm_error *e, const void *result
     op_free(o);
 }
 
-static void act_collect(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w)
+static void act_collect(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
         return;
@@ -1478,7 +1477,7 @@ static const char *grading_part(const struct lcm_definition *d)
 static void grading_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1511,7 +1510,7 @@ static void grading_done(void *ud, const struct lcm_error *e, const void *result
     op_free(o);
 }
 
-static void act_open_grading(struct sctl *c, const struct lcm_session *s,
+static void act_open_grading(struct lcm_sessions_ctl *c, const struct lcm_session *s,
                              const struct lcm_worker *w, const struct lcm_definition *d)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
@@ -1576,7 +1575,7 @@ static void act_open_grading(struct sctl *c, const struct lcm_session *s,
 static void result_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     const struct lcm_session *s = recheck(o);
     if (!s) {
         op_free(o);
@@ -1649,7 +1648,7 @@ static void result_done(void *ud, const struct lcm_error *e, const void *result)
     op_free(o);
 }
 
-static void act_record_score(struct sctl *c, const struct lcm_session *s, struct rt *r,
+static void act_record_score(struct lcm_sessions_ctl *c, const struct lcm_session *s, struct rt *r,
                              const struct lcm_definition *d)
 {
     int64_t now = mono_ms();
@@ -1687,7 +1686,7 @@ static void act_record_score(struct sctl *c, const struct lcm_session *s, struct
 static void release_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    struct sctl *c = o->c;
+    struct lcm_sessions_ctl *c = o->c;
     (void)result;
     const struct lcm_session *s = recheck(o);
     if (!s) {
@@ -1711,7 +1710,7 @@ static void release_done(void *ud, const struct lcm_error *e, const void *result
     op_free(o);
 }
 
-static void act_release_lds(struct sctl *c, const struct lcm_session *s, const struct lcm_worker *w)
+static void act_release_lds(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
         return;
@@ -1732,7 +1731,7 @@ static int lds_needs_release(const struct lcm_session *s)
 
 /* Last teardown commit: the lab is given back (unbound; marked error when its wipe was
  * given up), the worker's capacity released, and the session moves on. */
-static void finalize(struct sctl *c, const struct lcm_session *s)
+static void finalize(struct lcm_sessions_ctl *c, const struct lcm_session *s)
 {
     const struct lcm_lab *l = bound_lab(c, s);
     const struct lcm_worker *w = get_w(c, s->worker_id);
@@ -1771,7 +1770,7 @@ static void finalize(struct sctl *c, const struct lcm_session *s)
 }
 
 /* 1 when a teardown step is over: done, skipped, or given up in a terminated session. */
-static int step_over(const struct sctl *c, const struct lcm_session *s, int step)
+static int step_over(const struct lcm_sessions_ctl *c, const struct lcm_session *s, int step)
 {
     const struct lcm_step_progress *p = &s->steps[step];
     return p->state == LCM_STEP_DONE || p->state == LCM_STEP_SKIPPED ||
@@ -1782,7 +1781,7 @@ static int step_over(const struct sctl *c, const struct lcm_session *s, int step
 /* ---- the per-session decision -------------------------------------------------------- */
 
 /* Runs step when it is not over: starts it, or (started) runs act. Returns 1 when over. */
-static int run_step(struct sctl *c, const struct lcm_session *s, struct rt *r, int step,
+static int run_step(struct lcm_sessions_ctl *c, const struct lcm_session *s, struct rt *r, int step,
                     int *want_act)
 {
     const struct lcm_step_progress *p = &s->steps[step];
@@ -1816,7 +1815,7 @@ static int run_step(struct sctl *c, const struct lcm_session *s, struct rt *r, i
     return 0;
 }
 
-static void transition(struct sctl *c, const struct lcm_session *s, int to, const char *reason)
+static void transition(struct lcm_sessions_ctl *c, const struct lcm_session *s, int to, const char *reason)
 {
     if (!lcm_ctl_claim(c->app->ctl, "session", s->id))
         return;
@@ -1829,7 +1828,7 @@ static void transition(struct sctl *c, const struct lcm_session *s, int to, cons
     commit(c, &tx, s->id, lcm_fsm_name(&lcm_fsm_session, to));
 }
 
-static void instantiate(struct sctl *c, const struct lcm_session *s, struct rt *r)
+static void instantiate(struct lcm_sessions_ctl *c, const struct lcm_session *s, struct rt *r)
 {
     const struct lcm_worker *w = get_w(c, s->worker_id);
     const struct lcm_definition *d = get_d(c, s->definition_id);
@@ -1917,7 +1916,7 @@ static void instantiate(struct sctl *c, const struct lcm_session *s, struct rt *
     }
 }
 
-static void teardown(struct sctl *c, const struct lcm_session *s, struct rt *r)
+static void teardown(struct lcm_sessions_ctl *c, const struct lcm_session *s, struct rt *r)
 {
     const struct lcm_worker *w = get_w(c, s->worker_id);
     const struct lcm_lab *l = bound_lab(c, s);
@@ -1948,7 +1947,7 @@ static void teardown(struct sctl *c, const struct lcm_session *s, struct rt *r)
 }
 
 /* What the clock says for s, and when to look again. */
-static int clock_rules(struct sctl *c, const struct lcm_session *s, int64_t now)
+static int clock_rules(struct lcm_sessions_ctl *c, const struct lcm_session *s, int64_t now)
 {
     const struct lcm_time_params *tp = &c->p.tp;
     enum lcm_deadline_action a = lcm_session_deadline_action(s, now, tp);
@@ -1991,7 +1990,7 @@ static int clock_rules(struct sctl *c, const struct lcm_session *s, int64_t now)
     return 0;
 }
 
-static void decide(struct sctl *c, const struct lcm_session *s)
+static void decide(struct lcm_sessions_ctl *c, const struct lcm_session *s)
 {
     int64_t now = wall();
     struct rt *r = rt_get(c, s->id, 0);
@@ -2100,7 +2099,7 @@ static void decide(struct sctl *c, const struct lcm_session *s)
 }
 
 /* 1 when s needs no more attention from this controller. */
-static int settled(struct sctl *c, const struct lcm_session *s)
+static int settled(struct lcm_sessions_ctl *c, const struct lcm_session *s)
 {
     if (s->status == LCM_SS_ARCHIVED)
         return 1;
@@ -2113,7 +2112,7 @@ static int settled(struct sctl *c, const struct lcm_session *s)
 
 static int collect_todo(const char *id, const void *st, void *ud)
 {
-    struct sctl *c = ud;
+    struct lcm_sessions_ctl *c = ud;
     const struct lcm_session *s = st;
     if (settled(c, s)) {
         if (rt_get(c, id, 0))
@@ -2133,7 +2132,7 @@ static int collect_todo(const char *id, const void *st, void *ud)
     return 0;
 }
 
-static void arm(struct sctl *c)
+static void arm(struct lcm_sessions_ctl *c)
 {
     if (!c->deadline_ev)
         return;
@@ -2149,7 +2148,7 @@ static void arm(struct sctl *c)
 
 static void reconcile(void *ud)
 {
-    struct sctl *c = ud;
+    struct lcm_sessions_ctl *c = ud;
     if (!c->app->plugins)
         return;
     c->due = 0;
@@ -2169,7 +2168,7 @@ static void reconcile(void *ud)
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct sctl *c = arg;
+    struct lcm_sessions_ctl *c = arg;
     (void)fd;
     (void)what;
     lcm_ctl_wake(c->app->ctl, NAME);
@@ -2185,7 +2184,7 @@ static const char *after_prefix(const char *type, const char *prefix)
 static int interested(void *ud, const struct lcm_kind *kind, const char *id, const void *state,
                       const struct lcm_event *ev)
 {
-    struct sctl *c = ud;
+    struct lcm_sessions_ctl *c = ud;
     (void)state;
     if (strcmp(kind->name, "session") != 0)
         return 0;
@@ -2216,14 +2215,14 @@ static int interested(void *ud, const struct lcm_kind *kind, const char *id, con
 
 static void start(void *ud)
 {
-    struct sctl *c = ud;
+    struct lcm_sessions_ctl *c = ud;
     lcm_info("sessions", "msg=\"sessions controller started\"");
     (void)c;
 }
 
 static void stop(void *ud)
 {
-    struct sctl *c = ud;
+    struct lcm_sessions_ctl *c = ud;
     if (c->deadline_ev)
         event_del(c->deadline_ev);
 }
@@ -2235,7 +2234,11 @@ static long cfg_int(struct lcm_app *app, const char *k)
 
 int lcm_sessions_ctl_init(struct lcm_app *app, char *err, size_t errlen)
 {
-    struct sctl *c = calloc(1, sizeof(*c));
+    if (!app->controllers) {
+        snprintf(err, errlen, "sessions controller: lcm_controllers_init sets it up");
+        return -1;
+    }
+    struct lcm_sessions_ctl *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -2279,16 +2282,16 @@ int lcm_sessions_ctl_init(struct lcm_app *app, char *err, size_t errlen)
         free(c);
         return -1;
     }
-    g_sctl = c;
+    app->controllers->sessions = c;
     return 0;
 }
 
 void lcm_sessions_ctl_free(struct lcm_app *app)
 {
-    struct sctl *c = g_sctl;
-    (void)app;
+    struct lcm_sessions_ctl *c = app->controllers ? app->controllers->sessions : NULL;
     if (!c)
         return;
+    app->controllers->sessions = NULL;
     if (c->deadline_ev)
         event_free(c->deadline_ev);
     for (size_t i = 0; i < NRT; i++) {
@@ -2303,5 +2306,4 @@ void lcm_sessions_ctl_free(struct lcm_app *app)
         free(c->todo[i]);
     free(c->todo);
     free(c);
-    g_sctl = NULL;
 }

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/redis.h"
+#include "controllers.h"
 #include "ctl.h"
 #include "domain/events.h"
 #include "domain/fsm.h"
@@ -52,7 +53,7 @@ static unsigned long hstr(const char *s)
     return h;
 }
 
-struct wk_track *wk_track(struct wctl *c, const char *id)
+struct wk_track *wk_track(struct lcm_workers_ctl *c, const char *id)
 {
     struct wk_track **b = &c->tracks[hstr(id) % WK_NTRACK];
     for (struct wk_track *t = *b; t; t = t->next)
@@ -69,7 +70,7 @@ struct wk_track *wk_track(struct wctl *c, const char *id)
     return t;
 }
 
-void wk_track_forget(struct wctl *c, const char *id)
+void wk_track_forget(struct lcm_workers_ctl *c, const char *id)
 {
     for (struct wk_track **pp = &c->tracks[hstr(id) % WK_NTRACK]; *pp; pp = &(*pp)->next) {
         if (!strcmp((*pp)->id, id)) {
@@ -82,7 +83,7 @@ void wk_track_forget(struct wctl *c, const char *id)
     }
 }
 
-static void tracks_clear(struct wctl *c)
+static void tracks_clear(struct lcm_workers_ctl *c)
 {
     for (size_t i = 0; i < WK_NTRACK; i++) {
         while (c->tracks[i]) {
@@ -94,7 +95,7 @@ static void tracks_clear(struct wctl *c)
     }
 }
 
-struct wop *wk_op_new(struct wctl *c, const char *worker_id, int step)
+struct wop *wk_op_new(struct lcm_workers_ctl *c, const char *worker_id, int step)
 {
     struct wop *op = calloc(1, sizeof(*op));
     if (!op)
@@ -111,7 +112,7 @@ struct wop *wk_op_new(struct wctl *c, const char *worker_id, int step)
 
 void wk_op_done(struct wop *op)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (c) {
         if (op->claimed)
             lcm_ctl_release(c->app->ctl, "worker", op->id);
@@ -128,12 +129,12 @@ void wk_op_done(struct wop *op)
     free(op);
 }
 
-static const struct lcm_worker *get_worker(struct wctl *c, const char *id)
+static const struct lcm_worker *get_worker(struct lcm_workers_ctl *c, const char *id)
 {
     return lcm_store_get(c->app->store, "worker", id);
 }
 
-void wk_call_for(struct wctl *c, const struct lcm_worker *w, struct lcm_call *call)
+void wk_call_for(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct lcm_call *call)
 {
     memset(call, 0, sizeof(*call));
     call->size = sizeof(*call);
@@ -178,7 +179,7 @@ void wk_observe_instance(const struct lcm_worker *w, const struct lcm_cloud_inst
         lcm_warn("workers", "worker=%s msg=\"observation refused\" err=\"%s\"", w->id, de.message);
 }
 
-static void count(struct wctl *c, const char *action, const char *outcome)
+static void count(struct lcm_workers_ctl *c, const char *action, const char *outcome)
 {
     char labels[128];
     snprintf(labels, sizeof(labels), "action=\"%s\",outcome=\"%s\"", action, outcome);
@@ -204,7 +205,7 @@ static void commit_cb(const struct lcm_store_result *res, void *ud)
     done(op, res->status);
 }
 
-int wk_commit(struct wctl *c, const char *id, uint64_t expected, const struct lcm_events *evs,
+int wk_commit(struct lcm_workers_ctl *c, const char *id, uint64_t expected, const struct lcm_events *evs,
               struct wop *op, wk_commit_fn done)
 {
     size_t n = evs->n;
@@ -259,7 +260,7 @@ static void finish_with(struct wop *op, uint64_t expected, struct lcm_events *ev
 }
 
 /* Starts a commit-only action on w (claims it). */
-static void act_commit(struct wctl *c, const struct lcm_worker *w, struct lcm_events *evs,
+static void act_commit(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct lcm_events *evs,
                        const char *what)
 {
     if (evs->n == 0)
@@ -277,7 +278,7 @@ static void act_commit(struct wctl *c, const struct lcm_worker *w, struct lcm_ev
     finish_with(op, w->version, evs);
 }
 
-static void act_transition(struct wctl *c, const struct lcm_worker *w, int to, const char *reason)
+static void act_transition(struct lcm_workers_ctl *c, const struct lcm_worker *w, int to, const char *reason)
 {
     struct lcm_events evs;
     struct lcm_derr de;
@@ -309,7 +310,7 @@ static int64_t in_status_s(const struct lcm_worker *w)
 
 /* ---- failures and backoff ------------------------------------------------------------ */
 
-static double backoff_ms(struct wctl *c, unsigned attempt)
+static double backoff_ms(struct lcm_workers_ctl *c, unsigned attempt)
 {
     double d = (double)c->backoff_base_ms;
     for (unsigned i = 1; i < attempt && d < (double)c->backoff_max_ms; i++)
@@ -324,7 +325,7 @@ static double backoff_ms(struct wctl *c, unsigned attempt)
  * exhausted); otherwise it only backs off. Ends the op. */
 static void step_failed(struct wop *op, const struct lcm_error *e, int fatal)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -369,7 +370,7 @@ static void step_failed(struct wop *op, const struct lcm_error *e, int fatal)
 
 static void step_ok(struct wop *op, double next_in_ms)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     struct wk_track *t = c ? wk_track(c, op->id) : NULL;
     if (t) {
         if (t->step == op->step)
@@ -390,7 +391,7 @@ static void launch_described(void *ud, const struct lcm_error *e, const void *re
 static void launch_image(void *ud, const struct lcm_error *e, const void *result);
 static void launch_done(void *ud, const struct lcm_error *e, const void *result);
 
-static void act_launch(struct wctl *c, const struct lcm_worker *w)
+static void act_launch(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 {
     struct wop *op = wk_op_new(c, w->id, S_LAUNCH);
     if (!op)
@@ -416,7 +417,7 @@ static void act_launch(struct wctl *c, const struct lcm_worker *w)
 static void launch_described(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -509,7 +510,7 @@ static void client_token(const struct lcm_worker *w, char *out, size_t cap)
 static void launch_image(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -587,7 +588,7 @@ static void launch_image(void *ud, const struct lcm_error *e, const void *result
 static void launch_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -618,7 +619,7 @@ static void poll_described(void *ud, const struct lcm_error *e, const void *resu
 static void ids_done(void *ud, const struct lcm_error *e, const void *result);
 static void ready_info(void *ud, const struct lcm_error *e, const void *result);
 
-static void act_poll(struct wctl *c, const struct lcm_worker *w)
+static void act_poll(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 {
     struct wop *op = wk_op_new(c, w->id, S_POLL);
     if (!op)
@@ -643,7 +644,7 @@ static void act_poll(struct wctl *c, const struct lcm_worker *w)
 
 static void act_ids(struct wop *op, const struct lcm_worker *w, int step)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     op->step = step;
     struct lcm_call call;
     wk_call_for(c, w, &call);
@@ -665,7 +666,7 @@ static void act_ids(struct wop *op, const struct lcm_worker *w, int step)
 static void ids_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     (void)result;
     if (!c) {
         wk_op_done(op);
@@ -690,7 +691,7 @@ static void ids_done(void *ud, const struct lcm_error *e, const void *result)
     wk_op_done(op);
 }
 
-static int runtime_available(struct wctl *c)
+static int runtime_available(struct lcm_workers_ctl *c)
 {
     struct lcm_plugin *p = lcm_plugins_get(c->app->plugins, LCM_KIND_RUNTIME);
     return p && lcm_plugin_implements(p, offsetof(struct lcm_runtime_ops, system_info));
@@ -699,7 +700,7 @@ static int runtime_available(struct wctl *c)
 static void poll_described(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -834,7 +835,7 @@ static void ready_licence(void *ud, const struct lcm_error *e, const void *resul
 static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -880,7 +881,7 @@ static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 static void ready_licence(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -928,7 +929,7 @@ static void ready_licence(void *ud, const struct lcm_error *e, const void *resul
 
 /* ---- the decision per worker ------------------------------------------------------------ */
 
-static void decide(struct wctl *c, const struct lcm_worker *w, struct wk_track *t)
+static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct wk_track *t)
 {
     int S = w->status, D = w->desired_status;
     struct lcm_events evs;
@@ -1062,7 +1063,7 @@ static void decide(struct wctl *c, const struct lcm_worker *w, struct wk_track *
 }
 
 struct each_ctx {
-    struct wctl *c;
+    struct lcm_workers_ctl *c;
     double now;
     size_t by_status[LCM_WK__COUNT];
 };
@@ -1070,7 +1071,7 @@ struct each_ctx {
 static int each_worker(const char *id, const void *state, void *ud)
 {
     struct each_ctx *x = ud;
-    struct wctl *c = x->c;
+    struct lcm_workers_ctl *c = x->c;
     const struct lcm_worker *w = state;
     if (w->status < LCM_WK__COUNT)
         x->by_status[w->status]++;
@@ -1104,7 +1105,7 @@ static int each_worker(const char *id, const void *state, void *ud)
 #define REQ_STREAM "lcm:requests"
 #define REQ_GROUP "lcm-workers"
 
-static void add_region(struct wctl *c, const char *region)
+static void add_region(struct lcm_workers_ctl *c, const char *region)
 {
     if (!region || !*region)
         return;
@@ -1127,7 +1128,7 @@ static const char *entry_field(const redisReply *fields, const char *name)
     return NULL;
 }
 
-static void handle_request(struct wctl *c, const redisReply *fields)
+static void handle_request(struct lcm_workers_ctl *c, const redisReply *fields)
 {
     const char *type = entry_field(fields, "type");
     if (!type)
@@ -1150,7 +1151,7 @@ static void handle_request(struct wctl *c, const redisReply *fields)
 static void requests_reply(struct lcm_redis *r, redisReply *reply, void *ud)
 {
     struct wop *op = ud;
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (c) {
         c->requests_busy = 0;
         if (reply && reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "NOGROUP"))
@@ -1193,7 +1194,7 @@ static void group_reply(struct lcm_redis *r, redisReply *reply, void *ud)
     wk_op_done(op);
 }
 
-static void poll_requests(struct wctl *c, double now)
+static void poll_requests(struct lcm_workers_ctl *c, double now)
 {
     if (c->requests_busy || now < c->next_requests_ms)
         return;
@@ -1220,7 +1221,7 @@ static void poll_requests(struct wctl *c, double now)
 
 static void reconcile(void *ud)
 {
-    struct wctl *c = ud;
+    struct lcm_workers_ctl *c = ud;
     if (!c->running || !c->app->plugins)
         return;
     double now = wk_now_ms();
@@ -1253,7 +1254,7 @@ static int interested(void *ud, const struct lcm_kind *kind, const char *id, con
 
 static void start(void *ud)
 {
-    struct wctl *c = ud;
+    struct lcm_workers_ctl *c = ud;
     c->running = 1;
     c->next_discovery_ms = wk_now_ms();   /* discover at once on becoming leader */
     lcm_info("workers", "msg=\"worker controller started\" poll_ms=%ld discovery_ms=%ld metrics_ms=%ld",
@@ -1262,16 +1263,18 @@ static void start(void *ud)
 
 static void stop(void *ud)
 {
-    struct wctl *c = ud;
+    struct lcm_workers_ctl *c = ud;
     c->running = 0;
     tracks_clear(c);
 }
 
-static struct wctl *the_ctl;   /* one per process, owned by lcm_controllers_init/free */
-
 int lcm_workers_ctl_init(struct lcm_app *app, char *err, size_t errlen)
 {
-    struct wctl *c = calloc(1, sizeof(*c));
+    if (!app->controllers) {
+        snprintf(err, errlen, "worker controller: lcm_controllers_init sets it up");
+        return -1;
+    }
+    struct lcm_workers_ctl *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -1309,17 +1312,16 @@ int lcm_workers_ctl_init(struct lcm_app *app, char *err, size_t errlen)
         free(c);
         return -1;
     }
-    the_ctl = c;
+    app->controllers->workers = c;
     return 0;
 }
 
 void lcm_workers_ctl_free(struct lcm_app *app)
 {
-    (void)app;
-    struct wctl *c = the_ctl;
+    struct lcm_workers_ctl *c = app->controllers ? app->controllers->workers : NULL;
     if (!c)
         return;
-    the_ctl = NULL;
+    app->controllers->workers = NULL;
     /* ops still in flight complete later (plugin shutdown, Redis teardown): detach them */
     for (struct wop *op = c->ops; op; op = op->next)
         op->c = NULL;

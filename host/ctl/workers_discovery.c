@@ -201,7 +201,7 @@ static void finish_sweep(struct wop *op);
 /* Issues the next describe/find_image of the sweep, or finishes it. */
 static void next_call(struct wop *op)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     struct sweep *s = op->extra;
     for (;;) {
         if (s->ri >= s->nregions) {
@@ -253,7 +253,7 @@ static void next_call(struct wop *op)
 
 struct known {
     struct sweep *s;
-    struct wctl *c;
+    struct lcm_workers_ctl *c;
     char *hit;        /* per seen instance: 1 when a worker has it */
 };
 
@@ -355,7 +355,7 @@ static void tags_done(void *ud, const struct lcm_error *e, const void *result)
     wk_op_done(op);
 }
 
-static void import_instance(struct wctl *c, const struct seen *x)
+static void import_instance(struct lcm_workers_ctl *c, const struct seen *x)
 {
     char id[160];
     if (x->worker_tag && strlen(x->worker_tag) < 128)
@@ -436,7 +436,7 @@ static void import_instance(struct wctl *c, const struct seen *x)
 
 static void finish_sweep(struct wop *op)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     struct sweep *s = op->extra;
     c->sweeps++;
     struct known k = { .s = s, .c = c, .hit = calloc(s->n ? s->n : 1, 1) };
@@ -462,7 +462,7 @@ static void finish_sweep(struct wop *op)
     wk_op_done(op);
 }
 
-void wk_discovery_start(struct wctl *c)
+void wk_discovery_start(struct lcm_workers_ctl *c)
 {
     struct sweep *s = calloc(1, sizeof(*s));
     struct wop *op = s ? wk_op_new(c, NULL, 0) : NULL;

@@ -34,7 +34,7 @@ struct wk_track {
 
 /* One asynchronous action on behalf of the controller; freed by its last callback. */
 struct wop {
-    struct wctl *c;               /* NULL once the controller is gone (detached) */
+    struct lcm_workers_ctl *c;               /* NULL once the controller is gone (detached) */
     struct wop *prev, *next;
     char id[160];                 /* worker id ("" for fleet-wide ops) */
     int claimed;                  /* holds lcm_ctl_claim("worker", id) */
@@ -53,7 +53,7 @@ struct wop {
     void (*extra_free)(void *);
 };
 
-struct wctl {
+struct lcm_workers_ctl {
     struct lcm_app *app;
     struct wk_track *tracks[WK_NTRACK];
     struct wop *ops;
@@ -74,21 +74,21 @@ struct wctl {
 
 double wk_now_ms(void);
 int64_t wk_wall_s(void);
-struct wk_track *wk_track(struct wctl *c, const char *id);
-void wk_track_forget(struct wctl *c, const char *id);
+struct wk_track *wk_track(struct lcm_workers_ctl *c, const char *id);
+void wk_track_forget(struct lcm_workers_ctl *c, const char *id);
 
-struct wop *wk_op_new(struct wctl *c, const char *worker_id, int step);
+struct wop *wk_op_new(struct lcm_workers_ctl *c, const char *worker_id, int step);
 /* Releases the claim (when the controller still exists) and frees the op. */
 void wk_op_done(struct wop *op);
 
 /* The call context for a worker (region, ids, endpoint, deadline). */
-void wk_call_for(struct wctl *c, const struct lcm_worker *w, struct lcm_call *call);
+void wk_call_for(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct lcm_call *call);
 
 /* Commits evs to worker id at expected version (0 = create) under the leader fence.
  * done(op, status) runs once later (status 0 or a negative LCM_STORE_E*) unless this
  * returns < 0. */
 typedef void (*wk_commit_fn)(struct wop *op, int status);
-int wk_commit(struct wctl *c, const char *id, uint64_t expected, const struct lcm_events *evs,
+int wk_commit(struct lcm_workers_ctl *c, const char *id, uint64_t expected, const struct lcm_events *evs,
               struct wop *op, wk_commit_fn done);
 
 /* Status of an EC2 state for the worker FSM (-1: none). */
@@ -98,9 +98,9 @@ void wk_observe_instance(const struct lcm_worker *w, const struct lcm_cloud_inst
                          int status, struct lcm_events *out);
 
 /* Discovery + orphan sweep over every known region (workers_discovery.c). */
-void wk_discovery_start(struct wctl *c);
+void wk_discovery_start(struct lcm_workers_ctl *c);
 /* Metrics + CML readiness of one running worker (workers_metrics.c); needs the claim. */
-void wk_metrics_start(struct wctl *c, const struct lcm_worker *w);
-void wk_metrics_declare(struct wctl *c);
+void wk_metrics_start(struct lcm_workers_ctl *c, const struct lcm_worker *w);
+void wk_metrics_declare(struct lcm_workers_ctl *c);
 
 #endif

@@ -19,7 +19,7 @@
 
 enum { M_CW = 1, M_INFO, M_STATS, M_ACTIVITY, M_COMMIT };
 
-void wk_metrics_declare(struct wctl *c)
+void wk_metrics_declare(struct lcm_workers_ctl *c)
 {
     struct lcm_metrics *m = c->app->metrics;
     lcm_metrics_declare(m, "lcm_worker_cpu_percent", LCM_METRIC_GAUGE,
@@ -35,7 +35,7 @@ void wk_metrics_declare(struct wctl *c)
 
 static void next_stage(struct wop *op);
 
-static int implements(struct wctl *c, enum lcm_plugin_kind kind, size_t off)
+static int implements(struct lcm_workers_ctl *c, enum lcm_plugin_kind kind, size_t off)
 {
     struct lcm_plugin *p = lcm_plugins_get(c->app->plugins, kind);
     return p && lcm_plugin_implements(p, off);
@@ -115,7 +115,7 @@ static void committed(struct wop *op, int status)
 
 static void commit_metrics(struct wop *op)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     const struct lcm_worker *w = lcm_store_get(c->app->store, "worker", op->id);
     if (!w || (w->status != LCM_WK_RUNNING && w->status != LCM_WK_DRAINING)) {
         wk_op_done(op);
@@ -164,7 +164,7 @@ static void commit_metrics(struct wop *op)
 
 static void next_stage(struct wop *op)
 {
-    struct wctl *c = op->c;
+    struct lcm_workers_ctl *c = op->c;
     if (!c) {
         wk_op_done(op);
         return;
@@ -209,7 +209,7 @@ static void next_stage(struct wop *op)
     }
 }
 
-void wk_metrics_start(struct wctl *c, const struct lcm_worker *w)
+void wk_metrics_start(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 {
     struct wk_track *t = wk_track(c, w->id);
     if (t)
