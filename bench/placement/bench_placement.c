@@ -185,8 +185,22 @@ static void wake(void *ud)
     woken = 1;
 }
 
+/* Microseconds Redis spent in FCALL (the store's lcm_append) so far: INFO commandstats. */
+static double redis_fcall_us(void)
+{
+    redisContext *c = th_sync(&srv);
+    redisReply *r = th_cmd(c, "INFO commandstats");
+    double us = 0;
+    const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_fcall:") : NULL;
+    if (p && (p = strstr(p, "usec=")))
+        us = atof(p + 5);
+    freeReplyObject(r);
+    redisFree(c);
+    return us;
+}
+
 struct result {
-    double seconds, plan_ms, decide_ms, commit_ms;
+    double seconds, plan_ms, decide_ms, commit_ms, redis_ms;
     uint64_t placed, cycles, conflicts;
     int nworkers_used;
     double p_per_s;
@@ -202,6 +216,26 @@ static int count_used(const char *id, const void *state, void *ud)
 }
 
 static size_t shortlist = 32;
+
+/* Which worker each session went to (index = the session's number), per run: the Lua run
+ * and the C run must place every session on the same worker. */
+typedef char wid_t[16];
+static wid_t *assign[2];
+
+struct assign_ctx {
+    wid_t *v;
+    int n;
+};
+
+static int record_assign(const char *id, const void *state, void *ud)
+{
+    struct assign_ctx *a = ud;
+    const struct lcm_session *ss = state;
+    int k = atoi(id + 2);
+    if (k >= 0 && k < a->n && ss->worker_id)
+        snprintf(a->v[k], sizeof a->v[k], "%s", ss->worker_id);
+    return 0;
+}
 
 static struct result run(const char *label, enum lcm_sched_policy_mode mode, int nworkers, int nsessions,
                          long budget_ms)
@@ -236,6 +270,7 @@ static struct result run(const char *label, enum lcm_sched_policy_mode mode, int
                                  .wake = wake };
     struct lcm_sched *s = lcm_sched_new(&env, &cfg);
     struct lcm_sched_stats ss;
+    double redis0 = redis_fcall_us();
     double t0 = th_now_ms(), plan = 0;
     for (;;) {
         woken = 0;
@@ -245,13 +280,18 @@ static struct result run(const char *label, enum lcm_sched_policy_mode mode, int
         lcm_sched_get_stats(s, &ss);
         res.decide_ms += ss.last_decide_ms;
         res.commit_ms += ss.last_commit_ms;
-        /* let commits land; a cycle that yielded (or a refused commit) asks for another */
-        while (ss.inflight_commits > 0 && !(woken && ss.inflight_commits < 64)) {
+        /* A cycle that has more to submit (the next slice of its commits, or planning it
+         * yielded) asks for another: one turn of the loop sends what was built, as lcmd's
+         * zero-delay wake does. Otherwise let the commits land; a refused one asks again. */
+        if (woken) {
+            event_base_loop(base, EVLOOP_NONBLOCK);
+            continue;
+        }
+        while (ss.inflight_commits > 0) {
             event_base_loop(base, EVLOOP_ONCE);
             lcm_sched_get_stats(s, &ss);
         }
-        if (ss.committed >= (uint64_t)nsessions || (!woken && ss.inflight_commits == 0) ||
-            th_now_ms() - t0 > 120000)
+        if (ss.committed >= (uint64_t)nsessions || !woken || th_now_ms() - t0 > 120000)
             break;
     }
     while (ss.inflight_commits > 0) {
@@ -259,15 +299,23 @@ static struct result run(const char *label, enum lcm_sched_policy_mode mode, int
         lcm_sched_get_stats(s, &ss);
     }
     res.seconds = (th_now_ms() - t0) / 1e3;
+    res.redis_ms = (redis_fcall_us() - redis0) / 1e3;
     res.plan_ms = plan;
     res.placed = ss.committed;
     res.cycles = ss.cycles;
     res.conflicts = ss.conflicts;
     lcm_store_each(st, "worker", count_used, &res.nworkers_used);
+    int side = mode == LCM_SCHED_POLICY_ENGINE ? 0 : 1;
+    assign[side] = calloc((size_t)nsessions, sizeof(wid_t));
+    if (assign[side]) {
+        struct assign_ctx ac = { assign[side], nsessions };
+        lcm_store_each(st, "session", record_assign, &ac);
+    }
     res.p_per_s = (double)res.placed / res.seconds;
-    fprintf(stderr, "%s: placed %llu of %d in %.3f s (cycle %.0f ms = deciding %.0f + building commits %.0f; %llu cycles, %d workers used)\n", label,
-            (unsigned long long)res.placed, nsessions, res.seconds, plan, res.decide_ms, res.commit_ms,
-            (unsigned long long)res.cycles, res.nworkers_used);
+    fprintf(stderr, "%s: placed %llu of %d in %.3f s (in lcm_sched_cycle %.0f ms = deciding %.0f + building and "
+                    "sending commits %.0f; Redis busy in FCALL %.0f ms; %llu planning cycles, %d workers used)\n",
+            label, (unsigned long long)res.placed, nsessions, res.seconds, plan, res.decide_ms, res.commit_ms,
+            res.redis_ms, (unsigned long long)res.cycles, res.nworkers_used);
     /* verify in Redis: every session scheduled, no worker over its capacity */
     redisContext *v = th_sync(&srv);
     redisReply *n = th_cmd(v, "SCARD lcm:idx:session:status:scheduled");
@@ -289,6 +337,7 @@ int main(int argc, char **argv)
 {
     int nworkers = 1000, nsessions = 10000;
     long budget = 0;
+    const char *only = NULL;   /* profiling: run one side only */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             nworkers = 100;
@@ -301,6 +350,8 @@ int main(int argc, char **argv)
             shortlist = (size_t)atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--budget-ms") && i + 1 < argc) {
             budget = atol(argv[++i]);
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
         }
     }
     lcm_log_set_level(LCM_LOG_WARN);
@@ -309,25 +360,38 @@ int main(int argc, char **argv)
         return 1;
     }
     base = event_base_new();
-    struct result lua = run("lua", LCM_SCHED_POLICY_ENGINE, nworkers, nsessions, budget);
-    struct result c = run("c", LCM_SCHED_POLICY_BUILTIN, nworkers, nsessions, budget);
+    struct result lua = { .p_per_s = 1 }, c = { .p_per_s = 1 };
+    if (!only || !strcmp(only, "lua"))
+        lua = run("lua", LCM_SCHED_POLICY_ENGINE, nworkers, nsessions, budget);
+    if (!only || !strcmp(only, "c"))
+        c = run("c", LCM_SCHED_POLICY_BUILTIN, nworkers, nsessions, budget);
     double ratio = lua.p_per_s / c.p_per_s;
+    int same = assign[0] && assign[1];
+    for (int i = 0; same && i < nsessions; i++)
+        same = assign[0][i][0] && !strcmp(assign[0][i], assign[1][i]);
     printf("%-40s %14s %14s\n", "placement (committed to Redis)", "lua policy", "c policy");
     printf("%-40s %14d %14d\n", "workers", nworkers, nworkers);
     printf("%-40s %14llu %14llu\n", "sessions placed", (unsigned long long)lua.placed, (unsigned long long)c.placed);
     printf("%-40s %14.3f %14.3f\n", "wall seconds (plan + commit)", lua.seconds, c.seconds);
-    printf("%-40s %14.0f %14.0f\n", "planning ms", lua.plan_ms, c.plan_ms);
+    printf("%-40s %14.0f %14.0f\n", "ms in lcm_sched_cycle", lua.plan_ms, c.plan_ms);
+    printf("%-40s %14.0f %14.0f\n", "  of which deciding (filters + policy)", lua.decide_ms, c.decide_ms);
+    printf("%-40s %14.0f %14.0f\n", "Redis ms in FCALL (lcm_append)", lua.redis_ms, c.redis_ms);
     printf("%-40s %14.0f %14.0f\n", "placements/s", lua.p_per_s, c.p_per_s);
     printf("%-40s %14d %14d\n", "workers used (bin packing)", lua.nworkers_used, c.nworkers_used);
     printf("%-40s %14.2f\n", "ratio lua/c", ratio);
+    printf("%-40s %14s\n", "same worker for every session", same ? "yes" : "NO");
     printf("{\"bench\":\"placement\",\"shortlist\":%zu,\"workers\":%d,\"sessions\":%d,"
-           "\"lua\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
-           "\"c\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
-           "\"ratio_lua_c\":%.3f}\n",
-           shortlist, nworkers, nsessions, (unsigned long long)lua.placed, lua.seconds, lua.plan_ms, lua.p_per_s,
-           lua.nworkers_used, (unsigned long long)c.placed, c.seconds, c.plan_ms, c.p_per_s, c.nworkers_used,
-           ratio);
+           "\"lua\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"decide_ms\":%.1f,\"redis_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
+           "\"c\":{\"placed\":%llu,\"seconds\":%.4f,\"plan_ms\":%.1f,\"decide_ms\":%.1f,\"redis_ms\":%.1f,\"placements_per_s\":%.0f,\"workers_used\":%d},"
+           "\"ratio_lua_c\":%.3f,\"same_placements\":%s}\n",
+           shortlist, nworkers, nsessions, (unsigned long long)lua.placed, lua.seconds, lua.plan_ms, lua.decide_ms,
+           lua.redis_ms, lua.p_per_s, lua.nworkers_used, (unsigned long long)c.placed, c.seconds, c.plan_ms,
+           c.decide_ms, c.redis_ms, c.p_per_s, c.nworkers_used, ratio, same ? "true" : "false");
     event_base_free(base);
     th_redis_stop(&srv);
-    return lua.placed == (uint64_t)nsessions && c.placed == (uint64_t)nsessions ? 0 : 1;
+    free(assign[0]);
+    free(assign[1]);
+    if (only)
+        return 0;
+    return lua.placed == (uint64_t)nsessions && c.placed == (uint64_t)nsessions && same ? 0 : 1;
 }

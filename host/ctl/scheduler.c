@@ -128,6 +128,30 @@ struct commit_ctx {
     double t0;
 };
 
+/* Placements decided by a cycle, waiting to be submitted. A big cycle submits them in
+ * slices with a turn of the loop in between, so Redis works on the first commits while the
+ * next ones are built. Held by id and version (the read models may move between slices):
+ * an aggregate that changed meanwhile drops its placements, which the next cycle retries.
+ * Their sessions and workers are marked busy from the decision on. */
+struct plan_sess {
+    char *id;
+    uint64_t version;
+    struct lcm_capacity need;
+};
+struct plan_wk {
+    char *id;
+    uint64_t version;
+    struct plan_sess *ss;
+    size_t n;
+};
+struct plan {
+    struct plan_wk *wk;
+    size_t n, next;
+    int64_t now;
+};
+
+#define SLICE_SESSIONS 512
+
 struct lcm_sched {
     struct lcm_sched_env env;
     struct lcm_sched_cfg cfg;
@@ -141,6 +165,7 @@ struct lcm_sched {
     cJSON *log[LOG_MAX];
     size_t log_head, log_n;
     struct lcm_sched_decision dec;   /* reused across decisions */
+    struct plan plan;                /* placements not submitted yet */
 };
 
 static double mono_ms(void)
@@ -215,10 +240,35 @@ struct lcm_sched *lcm_sched_new(const struct lcm_sched_env *env, const struct lc
     return s;
 }
 
+static void plan_wk_free(struct plan_wk *pw)
+{
+    for (size_t i = 0; i < pw->n; i++)
+        free(pw->ss[i].id);
+    free(pw->ss);
+    free(pw->id);
+    memset(pw, 0, sizeof *pw);
+}
+
+/* Forgets the placements not submitted yet (their sessions are planned again later). */
+static void plan_drop(struct lcm_sched *s)
+{
+    for (size_t k = s->plan.next; k < s->plan.n; k++) {
+        struct plan_wk *pw = &s->plan.wk[k];
+        smap_del(&s->busy_workers, pw->id);
+        for (size_t i = 0; i < pw->n; i++)
+            smap_del(&s->busy_sessions, pw->ss[i].id);
+    }
+    for (size_t k = 0; k < s->plan.n; k++)
+        plan_wk_free(&s->plan.wk[k]);
+    free(s->plan.wk);
+    memset(&s->plan, 0, sizeof s->plan);
+}
+
 void lcm_sched_free(struct lcm_sched *s)
 {
     if (!s)
         return;
+    plan_drop(s);
     for (struct commit_ctx *c = s->commits; c; c = c->next)
         c->s = NULL;
     smap_clear(&s->retry);
@@ -311,8 +361,9 @@ void lcm_sched_start(struct lcm_sched *s)
 
 void lcm_sched_stop(struct lcm_sched *s)
 {
-    /* in-flight commits finish (or are fenced); their callbacks clear the marks */
-    (void)s;
+    /* in-flight commits finish (or are fenced); their callbacks clear the marks. What was
+     * not submitted yet is forgotten: the next leader plans it again. */
+    plan_drop(s);
 }
 
 int lcm_sched_note_change(struct lcm_sched *s, const char *kind, const char *type)
@@ -499,27 +550,38 @@ static void commit_done(const struct lcm_store_result *res, void *ud)
     free(c);
 }
 
-/* Builds and submits the atomic write for the placements on one worker. Returns the number
- * of sessions submitted. */
-static size_t commit_worker(struct lcm_sched *s, struct lcm_sched_snap *sn, struct place *pl,
-                            size_t first, int64_t now)
+/* Builds and submits the atomic write for the placements on one worker, after checking
+ * that the worker and its sessions are still at the versions they were planned at. Returns
+ * the number of sessions submitted; the busy marks of what was not submitted are cleared. */
+static size_t commit_worker(struct lcm_sched *s, struct plan_wk *pw, int64_t now)
 {
-    size_t wk = pl[first].wk;
-    const struct lcm_worker *w = sn->wk[wk].w;
-    size_t n = 0;
-    for (size_t p = first; p != SIZE_MAX; p = pl[p].next)
-        n++;
+    const struct lcm_worker *w = lcm_store_get(s->env.store, "worker", pw->id);
+    size_t n = pw->n;
     struct lcm_events wev;
     lcm_events_init(&wev);
     struct lcm_events *sev = calloc(n, sizeof *sev);
     struct lcm_store_change *ch = calloc(n + 1, sizeof *ch);
     struct lcm_store_event *se = calloc(2 * n, sizeof *se);
     char **js = calloc(2 * n, sizeof *js);
-    struct commit_ctx *c = calloc(1, sizeof *c);
+    const struct lcm_session **ss = calloc(n, sizeof *ss);
+    struct commit_ctx *c = NULL;
     size_t done = 0;
     struct lcm_derr derr;
-    if (!sev || !ch || !se || !js || !c || !(c->sessions = calloc(n, sizeof *c->sessions)) ||
-        !(c->worker_id = strdup(w->id)))
+    if (!w || w->version != pw->version) {
+        lcm_debug("scheduler", "msg=\"worker changed before its placements were sent\" worker=%s", pw->id);
+        goto out;
+    }
+    if (!sev || !ch || !se || !js || !ss)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        ss[i] = lcm_store_get(s->env.store, "session", pw->ss[i].id);
+        if (!ss[i] || ss[i]->version != pw->ss[i].version || ss[i]->status != LCM_SS_PENDING) {
+            lcm_debug("scheduler", "msg=\"session changed before its placement was sent\" session=%s", pw->ss[i].id);
+            goto out;
+        }
+    }
+    c = calloc(1, sizeof *c);
+    if (!c || !(c->sessions = calloc(n, sizeof *c->sessions)))
         goto out;
     /* the worker's allocations, validated against the real state plus the earlier ones */
     struct lcm_worker shadow = *w;
@@ -530,22 +592,22 @@ static size_t commit_worker(struct lcm_sched *s, struct lcm_sched_snap *sn, stru
         memcpy(tmp, w->sessions, w->nsessions * sizeof *tmp);
     shadow.sessions = tmp;
     shadow.cap_sessions = w->nsessions + (uint32_t)n;
-    size_t i = 0;
+    size_t i;
     int bad = 0;
-    for (size_t p = first; p != SIZE_MAX; p = pl[p].next, i++) {
-        const struct lcm_sched_def *df = &sn->defs[pl[p].def];
+    for (i = 0; i < n; i++) {
+        const struct lcm_capacity *need = &pw->ss[i].need;
         lcm_events_init(&sev[i]);
-        if (lcm_worker_cmd_allocate(&shadow, pl[p].s->id, &df->req.need, s->by, now, &wev, &derr) ||
-            lcm_session_cmd_schedule(pl[p].s, w->id, "placed by the scheduler", s->by, now, &sev[i], &derr)) {
+        if (lcm_worker_cmd_allocate(&shadow, ss[i]->id, need, s->by, now, &wev, &derr) ||
+            lcm_session_cmd_schedule(ss[i], w->id, "placed by the scheduler", s->by, now, &sev[i], &derr)) {
             lcm_warn("scheduler", "msg=\"placement refused by the domain\" session=%s worker=%s err=\"%s\"",
-                     pl[p].s->id, w->id, derr.message);
+                     ss[i]->id, w->id, derr.message);
             bad = 1;
             break;
         }
-        shadow.sessions[shadow.nsessions].session_id = pl[p].s->id;
-        shadow.sessions[shadow.nsessions].req = df->req.need;
+        shadow.sessions[shadow.nsessions].session_id = ss[i]->id;
+        shadow.sessions[shadow.nsessions].req = *need;
         shadow.nsessions++;
-        lcm_capacity_add(&shadow.allocated, &shadow.declared, &df->req.need, lcm_worker_node_limit(&shadow));
+        lcm_capacity_add(&shadow.allocated, &shadow.declared, need, lcm_worker_node_limit(&shadow));
     }
     free(tmp);
     if (bad || wev.n != n)
@@ -559,14 +621,15 @@ static size_t commit_worker(struct lcm_sched *s, struct lcm_sched_snap *sn, stru
         se[n + i] = (struct lcm_store_event){ sev[i].v[0].type, js[n + i], NULL, s->by };
     }
     ch[0] = (struct lcm_store_change){ &lcm_kind_worker, w->id, w->version, se, n, NULL, 0 };
-    i = 0;
-    for (size_t p = first; p != SIZE_MAX; p = pl[p].next, i++) {
-        ch[1 + i] = (struct lcm_store_change){ &lcm_kind_session, pl[p].s->id, pl[p].s->version,
+    for (i = 0; i < n; i++) {
+        ch[1 + i] = (struct lcm_store_change){ &lcm_kind_session, ss[i]->id, ss[i]->version,
                                                &se[n + i], 1, NULL, 0 };
-        if (!(c->sessions[i] = strdup(pl[p].s->id)))
-            goto out;
+        c->sessions[i] = pw->ss[i].id;   /* ownership moves to the commit */
+        pw->ss[i].id = NULL;
         c->n = i + 1;
     }
+    c->worker_id = pw->id;
+    pw->id = NULL;
     c->s = s;
     c->t0 = mono_ms();
     char err[256] = "";
@@ -574,12 +637,15 @@ static size_t commit_worker(struct lcm_sched *s, struct lcm_sched_snap *sn, stru
     if (rc < 0) {
         s->st.conflicts += rc == LCM_STORE_ECONFLICT;
         lcm_info("scheduler", "msg=\"placement commit not sent\" worker=%s err=\"%s\"", w->id, err);
+        /* back to the plan entry, whose marks are cleared below */
+        pw->id = c->worker_id;
+        for (i = 0; i < c->n; i++)
+            pw->ss[i].id = c->sessions[i];
+        c->worker_id = NULL;
+        c->n = 0;
         goto out;
     }
-    /* in flight: neither these sessions nor this worker are planned again until it lands */
-    smap_put(&s->busy_workers, w->id);
-    for (i = 0; i < n; i++)
-        smap_put(&s->busy_sessions, c->sessions[i]);
+    /* in flight: the busy marks stay until it lands */
     c->next = s->commits;
     if (s->commits)
         s->commits->prev = c;
@@ -588,6 +654,12 @@ static size_t commit_worker(struct lcm_sched *s, struct lcm_sched_snap *sn, stru
     done = n;
     c = NULL;
 out:
+    if (!done) {
+        smap_del(&s->busy_workers, pw->id);
+        for (size_t k = 0; k < pw->n; k++)
+            if (pw->ss[k].id)
+                smap_del(&s->busy_sessions, pw->ss[k].id);
+    }
     if (c) {
         for (size_t k = 0; k < c->n; k++)
             free(c->sessions[k]);
@@ -596,15 +668,37 @@ out:
         free(c);
     }
     lcm_events_clear(&wev);
-    for (i = 0; sev && i < n; i++)
-        lcm_events_clear(&sev[i]);
-    for (i = 0; js && i < 2 * n; i++)
-        cJSON_free(js[i]);
+    for (size_t k = 0; sev && k < n; k++)
+        lcm_events_clear(&sev[k]);
+    for (size_t k = 0; js && k < 2 * n; k++)
+        cJSON_free(js[k]);
     free(js);
     free(se);
     free(ch);
     free(sev);
+    free(ss);
     return done;
+}
+
+/* Submits the next slice of the plan; asks for another turn when some remains. */
+static int plan_submit(struct lcm_sched *s)
+{
+    int submitted = 0;
+    size_t sent = 0;
+    while (s->plan.next < s->plan.n && sent < SLICE_SESSIONS) {
+        struct plan_wk *pw = &s->plan.wk[s->plan.next++];
+        sent += pw->n;
+        submitted += (int)commit_worker(s, pw, s->plan.now);
+        plan_wk_free(pw);
+    }
+    if (s->plan.next >= s->plan.n) {
+        free(s->plan.wk);
+        memset(&s->plan, 0, sizeof s->plan);
+    } else if (s->env.wake) {
+        s->env.wake(s->env.wake_ud);
+    }
+    s->st.placed += (uint64_t)submitted;
+    return submitted;
 }
 
 static uint32_t counts_sig(const uint32_t *c)
@@ -615,9 +709,66 @@ static uint32_t counts_sig(const uint32_t *c)
     return h | 1;
 }
 
+/* Turns a cycle's placements (per worker, in placement order) into the plan, marking its
+ * workers and sessions busy. Returns 0 or -1 (out of memory: nothing planned). */
+static int plan_build(struct lcm_sched *s, const struct lcm_sched_snap *sn, const struct place *pl,
+                      const size_t *head, int64_t now)
+{
+    size_t nw = 0;
+    for (size_t k = 0; k < sn->nwk; k++)
+        nw += head[k] != SIZE_MAX;
+    if (!nw)
+        return 0;
+    struct plan *P = &s->plan;
+    P->wk = calloc(nw, sizeof *P->wk);
+    if (!P->wk)
+        return -1;
+    P->now = now;
+    for (size_t k = 0; k < sn->nwk; k++) {
+        if (head[k] == SIZE_MAX)
+            continue;
+        struct plan_wk *pw = &P->wk[P->n];
+        size_t n = 0;
+        for (size_t p = head[k]; p != SIZE_MAX; p = pl[p].next)
+            n++;
+        pw->ss = calloc(n, sizeof *pw->ss);
+        if (!pw->ss || !(pw->id = strdup(sn->wk[k].w->id)))
+            goto oom;
+        pw->version = sn->wk[k].w->version;
+        for (size_t p = head[k]; p != SIZE_MAX; p = pl[p].next) {
+            struct plan_sess *ps = &pw->ss[pw->n];
+            if (!(ps->id = strdup(pl[p].s->id)))
+                goto oom;
+            ps->version = pl[p].s->version;
+            ps->need = sn->defs[pl[p].def].req.need;
+            pw->n++;
+        }
+        P->n++;
+    }
+    for (size_t k = 0; k < P->n; k++) {
+        smap_put(&s->busy_workers, P->wk[k].id);
+        for (size_t i = 0; i < P->wk[k].n; i++)
+            smap_put(&s->busy_sessions, P->wk[k].ss[i].id);
+    }
+    return 0;
+oom:
+    for (size_t k = 0; k <= P->n && k < nw; k++)
+        plan_wk_free(&P->wk[k]);
+    free(P->wk);
+    memset(P, 0, sizeof *P);
+    return -1;
+}
+
 int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
 {
     double t0 = mono_ms();
+    if (s->plan.n) {
+        /* the rest of the last cycle's placements first */
+        int k = plan_submit(s);
+        s->st.last_decide_ms = 0;
+        s->st.last_commit_ms = s->st.last_cycle_ms = mono_ms() - t0;
+        return k;
+    }
     struct collect_ctx cc = { .s = s, .now = now };
     lcm_time_params_default(&cc.tp);
     cc.tp.lead_window_minutes = s->cfg.lead_window_minutes;
@@ -654,6 +805,9 @@ int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
 
     struct lcm_policy_gen *gen = s->env.policy && s->cfg.mode == LCM_SCHED_POLICY_ENGINE
                                      ? lcm_policy_pin(s->env.policy, LCM_POLICY_PLACEMENT) : NULL;
+    /* worker tables built once for the whole cycle (NULL when out of memory: per call) */
+    if (gen)
+        sn.pcycle = lcm_policy_place_cycle_begin(s->env.policy, gen, sn.nwk);
     size_t npl = 0, nun = 0;
     const char **hargv = NULL;
     char (*hval)[48] = NULL;
@@ -725,6 +879,8 @@ int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
             nh++;
         }
     }
+    lcm_policy_place_cycle_end(sn.pcycle);
+    sn.pcycle = NULL;
     if (gen)
         lcm_policy_unpin(gen);
     s->st.unplaced_attempts += nun;
@@ -740,10 +896,9 @@ int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
     int more = i < cc.n;
     double tc = mono_ms();
     s->st.last_decide_ms = tc - t0;
-    for (size_t k = 0; k < sn.nwk; k++)
-        if (head[k] != SIZE_MAX)
-            submitted += (int)commit_worker(s, &sn, pl, head[k], now);
-    s->st.placed += (uint64_t)submitted;
+    if (plan_build(s, &sn, pl, head, now) < 0)
+        goto out;
+    submitted = plan_submit(s);
     s->st.last_commit_ms = mono_ms() - tc;
     if (more && s->env.wake)
         s->env.wake(s->env.wake_ud);
@@ -894,6 +1049,8 @@ int lcm_sched_availability(struct lcm_sched *s, const char *definition_id, int64
                                      ? lcm_policy_pin(s->env.policy, LCM_POLICY_PLACEMENT) : NULL;
     if (lcm_sched_snap_build(&sn, s->env.store, s->cfg.shortlist, NULL, NULL) < 0)
         goto out;
+    if (gen)
+        sn.pcycle = lcm_policy_place_cycle_begin(s->env.policy, gen, sn.nwk);
     /* Sessions already waiting for a worker in that window are served first. */
     struct collect_ctx cc = { .s = s, .now = now, .all = 1, .win_start = start, .win_end = end };
     lcm_time_params_default(&cc.tp);
@@ -934,6 +1091,8 @@ int lcm_sched_availability(struct lcm_sched *s, const char *definition_id, int64
     }
     rc = 0;
 out:
+    lcm_policy_place_cycle_end(sn.pcycle);
+    sn.pcycle = NULL;
     if (gen)
         lcm_policy_unpin(gen);
     lcm_sched_decision_free(&d);

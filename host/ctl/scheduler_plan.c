@@ -150,6 +150,8 @@ static void def_free(struct lcm_sched_def *d)
     free(d->id);
     free(d->pre);
     free(d->post);
+    free(d->ord);
+    free(d->pos);
 }
 
 void lcm_sched_snap_free(struct lcm_sched_snap *sn)
@@ -198,6 +200,24 @@ static uint8_t post_verdict(const struct lcm_worker *w, const struct lcm_place_r
     return LCM_REJ_NONE;
 }
 
+/* Shortlist order: most utilised first (what bin packing wants the policy to see), then more
+ * sessions, then id. A strict total order (ids are unique). */
+static int better(const struct lcm_sched_wk *a, const struct lcm_sched_wk *b)
+{
+    if (a->util != b->util)
+        return a->util > b->util;
+    if (a->sh.nsessions != b->sh.nsessions)
+        return a->sh.nsessions > b->sh.nsessions;
+    return a->idrank < b->idrank;
+}
+
+static int cmp_better(const void *a, const void *b, void *ud)
+{
+    const struct lcm_sched_snap *sn = ud;
+    const struct lcm_sched_wk *x = &sn->wk[*(const size_t *)a], *y = &sn->wk[*(const size_t *)b];
+    return better(x, y) ? -1 : better(y, x) ? 1 : 0;
+}
+
 struct lcm_sched_def *lcm_sched_snap_def(struct lcm_sched_snap *sn, const char *definition_id,
                                          const struct lcm_definition *def)
 {
@@ -221,6 +241,14 @@ struct lcm_sched_def *lcm_sched_snap_def(struct lcm_sched_snap *sn, const char *
         def_free(df);
         return NULL;
     }
+    df->ord = malloc((sn->nwk ? sn->nwk : 1) * sizeof *df->ord);
+    df->pos = malloc((sn->nwk ? sn->nwk : 1) * sizeof *df->pos);
+    if (!df->ord || !df->pos) {
+        def_free(df);
+        return NULL;
+    }
+    for (size_t i = 0; i < sn->nwk; i++)
+        df->pos[i] = SIZE_MAX;
     df->d = def;
     cpy(df->preq.definition_id, sizeof df->preq.definition_id, definition_id);
     if (def) {
@@ -234,7 +262,12 @@ struct lcm_sched_def *lcm_sched_snap_def(struct lcm_sched_snap *sn, const char *
             df->pre[i] = pre_verdict(sn->wk[i].w, &df->req);
             df->post[i] = df->pre[i] == LCM_REJ_NONE ? post_verdict(sn->wk[i].w, &df->req)
                                                       : LCM_REJ_NONE;
+            if (df->pre[i] == LCM_REJ_NONE && df->post[i] == LCM_REJ_NONE && !sn->wk[i].excluded)
+                df->ord[df->nord++] = i;
         }
+        qsort_r(df->ord, df->nord, sizeof *df->ord, cmp_better, sn);
+        for (size_t j = 0; j < df->nord; j++)
+            df->pos[df->ord[j]] = j;
     } else {
         memset(df->pre, LCM_REJ_NOT_RUNNING, sn->nwk);
         memset(df->post, 0, sn->nwk);
@@ -281,15 +314,50 @@ void lcm_sched_decision_free(struct lcm_sched_decision *d)
     lcm_sched_decision_init(d);
 }
 
-/* Shortlist order: most utilised first (what bin packing wants the policy to see), then more
- * sessions, then id. */
-static int better(const struct lcm_sched_wk *a, const struct lcm_sched_wk *b)
+/* Drops candidate ord[j] of df (it fails a rule that only gets stricter). */
+static void drop_candidate(struct lcm_sched_def *df, size_t j)
 {
-    if (a->util != b->util)
-        return a->util > b->util;
-    if (a->sh.nsessions != b->sh.nsessions)
-        return a->sh.nsessions > b->sh.nsessions;
-    return a->idrank < b->idrank;
+    df->pos[df->ord[j]] = SIZE_MAX;
+    memmove(&df->ord[j], &df->ord[j + 1], (df->nord - j - 1) * sizeof *df->ord);
+    df->nord--;
+    for (size_t t = j; t < df->nord; t++)
+        df->pos[df->ord[t]] = t;
+}
+
+/* The check of every worker: counts, reasons and (with build) the bounded, sorted shortlist. */
+static void scan_all(struct lcm_sched_snap *sn, struct lcm_sched_def *df,
+                     struct lcm_sched_decision *d, int build)
+{
+    size_t k = sn->shortlist;
+    memset(d->counts, 0, sizeof d->counts);
+    d->considered = d->passed = 0;
+    for (size_t i = 0; i < sn->nwk; i++) {
+        const struct lcm_sched_wk *w = &sn->wk[i];
+        if (w->excluded)
+            continue;
+        enum lcm_place_reject v = df->d ? lcm_sched_verdict(sn, df, i) : LCM_REJ_NOT_RUNNING;
+        d->considered++;
+        d->counts[v]++;
+        if (d->reasons)
+            d->reasons[i] = v;
+        if (v != LCM_REJ_NONE)
+            continue;
+        d->passed++;
+        if (!build)
+            continue;
+        /* insert into the bounded, sorted shortlist */
+        size_t n = d->nshort;
+        if (n == k && !better(w, &sn->wk[d->shortlist[n - 1]]))
+            continue;
+        size_t pos = n < k ? n : k - 1;
+        while (pos > 0 && better(w, &sn->wk[d->shortlist[pos - 1]])) {
+            d->shortlist[pos] = d->shortlist[pos - 1];
+            pos--;
+        }
+        d->shortlist[pos] = i;
+        if (n < k)
+            d->nshort++;
+    }
 }
 
 int lcm_sched_decide(struct lcm_sched_snap *sn, struct lcm_sched_def *df,
@@ -317,33 +385,29 @@ int lcm_sched_decide(struct lcm_sched_snap *sn, struct lcm_sched_def *df,
     }
     if (want_reasons && !(d->reasons = calloc(sn->nwk ? sn->nwk : 1, sizeof *d->reasons)))
         return -1;
-    for (size_t i = 0; i < sn->nwk; i++) {
-        const struct lcm_sched_wk *w = &sn->wk[i];
-        if (w->excluded)
-            continue;
-        enum lcm_place_reject v = df->d ? lcm_sched_verdict(sn, df, i) : LCM_REJ_NOT_RUNNING;
-        d->considered++;
-        d->counts[v]++;
-        if (d->reasons)
-            d->reasons[i] = v;
-        if (v != LCM_REJ_NONE)
-            continue;
-        d->passed++;
-        /* insert into the bounded, sorted shortlist */
-        size_t n = d->nshort;
-        if (n == k && !better(w, &sn->wk[d->shortlist[n - 1]]))
-            continue;
-        size_t pos = n < k ? n : k - 1;
-        while (pos > 0 && better(w, &sn->wk[d->shortlist[pos - 1]])) {
-            d->shortlist[pos] = d->shortlist[pos - 1];
-            pos--;
+    int counted = 0;
+    if (want_reasons || !df->d) {
+        scan_all(sn, df, d, 1);
+        counted = 1;
+    } else {
+        /* the first k candidates that still pass, in shortlist order: the same shortlist as
+         * the bounded insertion over every worker, without looking at every worker */
+        size_t j = 0;
+        while (j < df->nord && d->nshort < k) {
+            size_t i = df->ord[j];
+            if (lcm_sched_verdict(sn, df, i) != LCM_REJ_NONE) {
+                drop_candidate(df, j);
+                continue;
+            }
+            d->shortlist[d->nshort++] = i;
+            j++;
         }
-        d->shortlist[pos] = i;
-        if (n < k)
-            d->nshort++;
     }
-    if (d->nshort == 0)
+    if (d->nshort == 0) {
+        if (!counted)
+            scan_all(sn, df, d, 0);
         return 0;
+    }
 
     struct lcm_policy_worker stackbuf[32];
     struct lcm_policy_worker *pws = d->nshort <= 32 ? stackbuf : malloc(d->nshort * sizeof *pws);
@@ -355,7 +419,9 @@ int lcm_sched_decide(struct lcm_sched_snap *sn, struct lcm_sched_def *df,
                                           .now = now };
     cpy(in.session_id, sizeof in.session_id, session_id);
     int rc;
-    if (engine && mode == LCM_SCHED_POLICY_ENGINE) {
+    if (engine && mode == LCM_SCHED_POLICY_ENGINE && sn->pcycle) {
+        rc = lcm_policy_place_cycle_rank(sn->pcycle, &in, d->shortlist, &d->ranks, &d->info);
+    } else if (engine && mode == LCM_SCHED_POLICY_ENGINE) {
         rc = lcm_policy_place(engine, gen, &in, &d->ranks, &d->info);
     } else {
         memset(&d->info, 0, sizeof d->info);
@@ -374,6 +440,8 @@ int lcm_sched_decide(struct lcm_sched_snap *sn, struct lcm_sched_def *df,
     }
     if (pws != stackbuf)
         free(pws);
+    if (rc == 0 && d->chosen < 0 && !counted)
+        scan_all(sn, df, d, 0);   /* the policy chose none: the counts explain the refusal */
     return rc == 0 ? 0 : -1;
 }
 
@@ -405,6 +473,21 @@ int lcm_sched_snap_take(struct lcm_sched_snap *sn, const struct lcm_sched_def *d
     k->placed++;
     pw_alloc(&k->pw, w);
     k->util = util_of(&k->pw);
+    /* fuller now: it moves forward in every candidate list that holds it */
+    for (size_t x = 0; x < sn->ndefs; x++) {
+        struct lcm_sched_def *o = &sn->defs[x];
+        size_t p = o->pos[i];
+        if (p == SIZE_MAX)
+            continue;
+        while (p > 0 && better(k, &sn->wk[o->ord[p - 1]])) {
+            o->ord[p] = o->ord[p - 1];
+            o->pos[o->ord[p]] = p;
+            p--;
+        }
+        o->ord[p] = i;
+        o->pos[i] = p;
+    }
+    lcm_policy_place_cycle_touch(sn->pcycle, i);
     return 0;
 }
 

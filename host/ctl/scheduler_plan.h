@@ -37,6 +37,13 @@ struct lcm_sched_def {
     struct lcm_policy_requirements preq;
     uint8_t *pre;                   /* per worker: rule 1 / 2 (licence) verdict */
     uint8_t *post;                  /* per worker: rule 4 verdict */
+    /* The candidates: workers passing the static rules (not excluded), in shortlist order.
+     * The rules that move (personal busy, capacity, ports) only ever get stricter within a
+     * snapshot, so a candidate that fails one is dropped for good; a worker that takes a
+     * placement only moves forward. The shortlist is then the first passing entries. */
+    size_t *ord;
+    size_t nord;
+    size_t *pos;                    /* per worker: index in ord, SIZE_MAX when not there */
 };
 
 struct lcm_sched_snap {
@@ -45,6 +52,9 @@ struct lcm_sched_snap {
     struct lcm_sched_def *defs;
     size_t ndefs, capdefs;
     size_t shortlist;               /* workers handed to the policy per decision */
+    /* The placement policy's cycle (worker tables built once, see lcm_policy_place_cycle):
+     * set by the caller for a run of decisions, NULL = one lcm_policy_place per decision. */
+    struct lcm_policy_place_cycle *pcycle;
 };
 
 /* Workers to leave out of a snapshot (commits in flight). Returns 1 to exclude. */
@@ -81,7 +91,10 @@ struct lcm_sched_decision {
 void lcm_sched_decision_init(struct lcm_sched_decision *d);
 void lcm_sched_decision_free(struct lcm_sched_decision *d);
 
-/* Decides where one session of definition df goes (no side effects on the snapshot).
+/* Decides where one session of definition df goes (no side effects on the snapshot other
+ * than dropping candidates that can no longer fit). The shortlist, the choice and the
+ * counts are those of a check of every worker; counts, considered and passed are filled
+ * when nothing was chosen or want_reasons is set (a placed decision skips that walk).
  * engine/gen: the policy engine and the generation pinned for the cycle (engine NULL or mode
  * BUILTIN: the built-in C policy). want_reasons fills d->reasons. Returns 0 or -1 (out of
  * memory). */

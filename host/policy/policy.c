@@ -199,11 +199,22 @@ static void out_clear(enum lcm_policy_kind kind, void *out)
 
 /* One protected, limited call of the policy in g. Returns the VM status; *invalid when the
  * result failed validation. out is filled only on success (cleared otherwise). */
-static enum lcm_policy_vm_status gen_call(struct lcm_policy_gen *g, const void *in, void *out,
-                                          int *invalid, char *err, size_t errlen, double *ms)
+static enum lcm_policy_vm_status gen_call_wc(struct lcm_policy_gen *g, const void *in, void *out,
+                                             int *invalid, char *err, size_t errlen, double *ms,
+                                             struct lcm_policy_wcache *wc, const size_t *keys)
 {
-    struct lcm_policy_call c = {.kind = g->kind, .module_ref = g->module_ref, .in = in, .out = out};
+    struct lcm_policy_call c = {.kind = g->kind, .module_ref = g->module_ref, .in = in, .out = out,
+                                .wc = wc, .keys = keys};
     pthread_mutex_lock(&g->mu);
+    /* The cycle cache lives in the VM's memory: past half of the cap, start it over rather
+     * than let cached tables starve the policy itself. */
+    if (wc && wc->ref != LUA_NOREF && g->vm.used > g->lim.mem_limit / 2) {
+        luaL_unref(g->vm.L, LUA_REGISTRYINDEX, wc->ref);
+        luaL_unref(g->vm.L, LUA_REGISTRYINDEX, wc->ids_ref);
+        wc->ref = wc->ids_ref = LUA_NOREF;
+        memset(wc->valid, 0, wc->n);
+        lua_gc(g->vm.L, LUA_GCCOLLECT);
+    }
     int64_t t0 = lcm_policy_now_ns();
     lcm_policy_vm_arm(&g->vm, g->lim.budget, g->lim.deadline_ms);
     enum lcm_policy_vm_status st = lcm_policy_vm_run(&g->vm, lcm_policy_lua_call, &c, err, errlen);
@@ -216,7 +227,16 @@ static enum lcm_policy_vm_status gen_call(struct lcm_policy_gen *g, const void *
         snprintf(err, errlen, "invalid result: %s", c.verr);
     if (st != LCM_VM_OK || c.invalid)
         out_clear(g->kind, out);
+    /* A call stopped half-way may have left a table half-built: rebuild them all. */
+    if (st != LCM_VM_OK && wc)
+        memset(wc->valid, 0, wc->n);
     return st;
+}
+
+static enum lcm_policy_vm_status gen_call(struct lcm_policy_gen *g, const void *in, void *out,
+                                          int *invalid, char *err, size_t errlen, double *ms)
+{
+    return gen_call_wc(g, in, out, invalid, err, errlen, ms, NULL, NULL);
 }
 
 static const void *fixture_in(enum lcm_policy_kind kind, const struct lcm_policy_fixture *fx)
@@ -613,9 +633,10 @@ struct lcm_policy_gen *lcm_policy_pin(struct lcm_policy_engine *e, enum lcm_poli
 
 /* ---------------------------------------------------------------- evaluation */
 
-static int evaluate(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
-                    enum lcm_policy_kind kind, const void *in, void *out,
-                    struct lcm_policy_eval_info *info)
+static int evaluate_wc(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
+                       enum lcm_policy_kind kind, const void *in, void *out,
+                       struct lcm_policy_eval_info *info, struct lcm_policy_wcache *wc,
+                       const size_t *keys)
 {
     struct lcm_policy_eval_info local;
     if (!info)
@@ -630,7 +651,8 @@ static int evaluate(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
     if (g) {
         int invalid = 0;
         enum lcm_policy_vm_status st =
-            gen_call(g, in, out, &invalid, info->error, sizeof(info->error), &info->elapsed_ms);
+            gen_call_wc(g, in, out, &invalid, info->error, sizeof(info->error), &info->elapsed_ms,
+                        gen ? wc : NULL, gen ? keys : NULL);
         if (st == LCM_VM_OK && !invalid)
             info->fallback = LCM_POLICY_FB_NONE;
         else if (st == LCM_VM_TIMEOUT)
@@ -687,6 +709,91 @@ static int evaluate(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
                  kind_names[kind], (unsigned long long)info->generation, info->error,
                  (unsigned long long)suppressed);
     return rc;
+}
+
+static int evaluate(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
+                    enum lcm_policy_kind kind, const void *in, void *out,
+                    struct lcm_policy_eval_info *info)
+{
+    return evaluate_wc(e, gen, kind, in, out, info, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------- placement cycles */
+
+struct lcm_policy_place_cycle {
+    struct lcm_policy_engine *e;
+    struct lcm_policy_gen *g;       /* own pin; NULL = no Lua policy (built-in serves) */
+    struct lcm_policy_wcache wc;
+};
+
+struct lcm_policy_place_cycle *lcm_policy_place_cycle_begin(struct lcm_policy_engine *e,
+                                                            struct lcm_policy_gen *gen,
+                                                            size_t n_workers)
+{
+    if (!e || (gen && gen->kind != LCM_POLICY_PLACEMENT))
+        return NULL;
+    struct lcm_policy_place_cycle *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->e = e;
+    c->wc.ref = c->wc.ids_ref = LUA_NOREF;
+    c->wc.n = n_workers;
+    c->wc.valid = calloc(n_workers ? n_workers : 1, 1);
+    c->wc.idp = calloc(n_workers ? n_workers : 1, sizeof(*c->wc.idp));
+    if (!c->wc.valid || !c->wc.idp) {
+        free(c->wc.valid);
+        free(c->wc.idp);
+        free(c);
+        return NULL;
+    }
+    if (gen) {
+        atomic_fetch_add(&gen->refs, 1);
+        c->g = gen;
+    } else {
+        c->g = lcm_policy_pin(e, LCM_POLICY_PLACEMENT);
+    }
+    return c;
+}
+
+void lcm_policy_place_cycle_touch(struct lcm_policy_place_cycle *c, size_t key)
+{
+    if (c && key < c->wc.n)
+        c->wc.valid[key] = 0;
+}
+
+int lcm_policy_place_cycle_rank(struct lcm_policy_place_cycle *c,
+                                const struct lcm_policy_placement_in *in, const size_t *keys,
+                                struct lcm_policy_placement_out *out,
+                                struct lcm_policy_eval_info *info)
+{
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (!c || !keys)
+        return LCM_POLICY_E_INVAL;
+    for (size_t j = 0; in && j < in->n_workers; j++)
+        if (keys[j] >= c->wc.n)
+            return LCM_POLICY_E_INVAL;
+    if (!c->g)
+        return evaluate(c->e, NULL, LCM_POLICY_PLACEMENT, in, out, info);
+    return evaluate_wc(c->e, c->g, LCM_POLICY_PLACEMENT, in, out, info, &c->wc, keys);
+}
+
+void lcm_policy_place_cycle_end(struct lcm_policy_place_cycle *c)
+{
+    if (!c)
+        return;
+    if (c->g) {
+        pthread_mutex_lock(&c->g->mu);
+        if (c->wc.ref != LUA_NOREF)
+            luaL_unref(c->g->vm.L, LUA_REGISTRYINDEX, c->wc.ref);
+        if (c->wc.ids_ref != LUA_NOREF)
+            luaL_unref(c->g->vm.L, LUA_REGISTRYINDEX, c->wc.ids_ref);
+        pthread_mutex_unlock(&c->g->mu);
+        lcm_policy_unpin(c->g);
+    }
+    free(c->wc.valid);
+    free(c->wc.idp);
+    free(c);
 }
 
 int lcm_policy_place(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,

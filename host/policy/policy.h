@@ -225,6 +225,27 @@ uint64_t lcm_policy_gen_number(const struct lcm_policy_gen *g);
 int lcm_policy_place(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
                      const struct lcm_policy_placement_in *in,
                      struct lcm_policy_placement_out *out, struct lcm_policy_eval_info *info);
+/* A placement cycle: many lcm_policy_place decisions over one fleet snapshot. Each worker's
+ * Lua table is built once (the first time it is shortlisted) in the pinned generation's VM
+ * and handed to rank() by reference afterwards; the host marks a worker whose view changed
+ * (a tentative placement) with _touch and its table is rebuilt on its next use. Keys are
+ * the caller's snapshot indexes 0..n_workers-1. The tables are shared by the calls of the
+ * cycle only (a policy must treat its arguments as read-only); results are validated
+ * against the C shortlist exactly as lcm_policy_place does, with the same fallback, limits,
+ * counters and metrics. gen NULL pins the current generation. NULL when out of memory. */
+struct lcm_policy_place_cycle;
+struct lcm_policy_place_cycle *lcm_policy_place_cycle_begin(struct lcm_policy_engine *e,
+                                                            struct lcm_policy_gen *gen,
+                                                            size_t n_workers);
+/* keys[j] is the snapshot index of in->workers[j]. Same contract as lcm_policy_place. */
+int lcm_policy_place_cycle_rank(struct lcm_policy_place_cycle *c,
+                                const struct lcm_policy_placement_in *in, const size_t *keys,
+                                struct lcm_policy_placement_out *out,
+                                struct lcm_policy_eval_info *info);
+void lcm_policy_place_cycle_touch(struct lcm_policy_place_cycle *c, size_t key);
+/* Releases the cache and the pin. */
+void lcm_policy_place_cycle_end(struct lcm_policy_place_cycle *c);
+
 int lcm_policy_scale_up(struct lcm_policy_engine *e, struct lcm_policy_gen *gen,
                         const struct lcm_policy_scale_up_in *in,
                         struct lcm_policy_scale_up_out *out, struct lcm_policy_eval_info *info);

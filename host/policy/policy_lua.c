@@ -220,13 +220,56 @@ static void push_array(lua_State *L, const struct fdesc *d, const void *base, si
     }
 }
 
-static int push_args(lua_State *L, enum lcm_policy_kind kind, const void *in)
+/* The shortlist from the cycle's cache: a worker's table is built the first time it is
+ * shortlisted (or after the host touched it) and reused by reference afterwards, so a call
+ * costs one array of references instead of a dozen tables per worker. */
+static void push_cached_workers(lua_State *L, struct lcm_policy_wcache *wc, const size_t *keys,
+                                const struct lcm_policy_placement_in *p)
+{
+    if (wc->ref == LUA_NOREF) {
+        lua_createtable(L, (int)(wc->n < 4096 ? wc->n : 4096), 0);
+        wc->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, (int)(wc->n < 4096 ? wc->n : 4096), 0);
+        wc->ids_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, wc->ref);
+    int ct = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, wc->ids_ref);
+    int it = lua_gettop(L);
+    lua_createtable(L, (int)p->n_workers, 0);
+    for (size_t j = 0; j < p->n_workers; j++) {
+        size_t k = keys[j];
+        if (k >= wc->n) {
+            luaL_error(L, "worker cache key out of range");
+            return;
+        }
+        if (!wc->valid[k]) {
+            push_record(L, d_worker, &p->workers[j]);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, ct, (lua_Integer)k + 1);
+            wc->idp[k] = lua_pushstring(L, p->workers[j].id);
+            lua_rawseti(L, it, (lua_Integer)k + 1);
+            wc->valid[k] = 1;
+        } else {
+            lua_rawgeti(L, ct, (lua_Integer)k + 1);
+        }
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+    lua_replace(L, ct);
+    lua_settop(L, ct);
+}
+
+static int push_args(lua_State *L, enum lcm_policy_kind kind, const void *in,
+                     struct lcm_policy_wcache *wc, const size_t *keys)
 {
     switch (kind) {
     case LCM_POLICY_PLACEMENT: {
         const struct lcm_policy_placement_in *p = in;
         push_record(L, d_session, p);
-        push_array(L, d_worker, p->workers, p->n_workers, sizeof(*p->workers));
+        if (wc && keys)
+            push_cached_workers(L, wc, keys, p);
+        else
+            push_array(L, d_worker, p->workers, p->n_workers, sizeof(*p->workers));
         push_record(L, d_ctx, p);
         return 3;
     }
@@ -325,11 +368,18 @@ static int validate_placement(lua_State *L, int idx, struct lcm_policy_call *c)
     if (n == 0)
         return 0;
     out->ranks = calloc((size_t)n, sizeof(*out->ranks));
-    unsigned char *seen = calloc(in->n_workers, 1);
+    unsigned char seen_buf[64];
+    unsigned char *seen = in->n_workers <= sizeof(seen_buf) ? seen_buf : calloc(in->n_workers, 1);
+    if (seen == seen_buf)
+        memset(seen_buf, 0, sizeof(seen_buf));
     if (!out->ranks || !seen) {
-        free(seen);
+        if (seen != seen_buf)
+            free(seen);
         INVALID("out of memory");
     }
+    /* with the cycle cache, an id is (almost always) the interned string of the cached
+     * worker: compare pointers first, strings only when that finds nothing */
+    const struct lcm_policy_wcache *wc = c->keys ? c->wc : NULL;
     int rc = -1;
     for (lua_Integer i = 1; i <= n; i++) {
         if (lua_rawgeti(L, idx, i) != LUA_TTABLE) {
@@ -341,8 +391,17 @@ static int validate_placement(lua_State *L, int idx, struct lcm_policy_call *c)
         if (!id)
             goto out;
         size_t w = 0;
+        if (wc) {
+            while (w < in->n_workers && wc->idp[c->keys[w]] != id)
+                w++;
+            if (w == in->n_workers)
+                w = 0;
+            else
+                goto found;
+        }
         while (w < in->n_workers && strcmp(in->workers[w].id, id) != 0)
             w++;
+    found:
         if (w == in->n_workers) {
             snprintf(c->verr, sizeof(c->verr), "result[%lld].worker_id '%s' is not in the shortlist",
                      (long long)i, id);
@@ -367,7 +426,8 @@ static int validate_placement(lua_State *L, int idx, struct lcm_policy_call *c)
     }
     rc = 0;
 out:
-    free(seen);
+    if (seen != seen_buf)
+        free(seen);
     return rc;
 }
 
@@ -511,7 +571,7 @@ int lcm_policy_lua_call(lua_State *L)
     lua_pushstring(L, lcm_policy_fn_name(c->kind));
     if (lua_rawget(L, 1) != LUA_TFUNCTION)
         return luaL_error(L, "the policy table has no function '%s'", lcm_policy_fn_name(c->kind));
-    int nargs = push_args(L, c->kind, c->in);
+    int nargs = push_args(L, c->kind, c->in, c->wc, c->keys);
     lua_call(L, nargs, 1);
     int idx = lua_gettop(L);
     int rc;

@@ -13,6 +13,18 @@
 /* The function each policy's module table must have. */
 const char *lcm_policy_fn_name(enum lcm_policy_kind kind);
 
+/* The worker tables of one placement cycle, kept in the VM between calls (see
+ * lcm_policy_place_cycle_begin): ref is a registry table {[key+1] = worker table} and ids a
+ * registry table anchoring each cached worker's id string, so that idp[key] (the interned
+ * Lua string of that id) stays valid and unique while the cache lives; a short result
+ * string equal to an id is that very object, which lets validation compare pointers. */
+struct lcm_policy_wcache {
+    int ref, ids_ref;      /* LUA_NOREF until the first call creates them */
+    size_t n;              /* keys are 0..n-1 */
+    unsigned char *valid;  /* per key: the cached table is current */
+    const char **idp;      /* per key: the id string inside the VM (valid when valid[key]) */
+};
+
 /* One call of a policy function, run through lcm_policy_vm_run(lcm_policy_lua_call, &ctx).
  * out points to the kind's *_out struct (zeroed by the caller; filled only when valid, freed
  * by the caller in any case). */
@@ -23,6 +35,10 @@ struct lcm_policy_call {
     void *out;
     int invalid;           /* the result failed validation (why in verr) */
     char verr[256];
+    /* placement only, optional: worker tables reused across the calls of a cycle; keys[j]
+     * is the cache key of in->workers[j] */
+    struct lcm_policy_wcache *wc;
+    const size_t *keys;
 };
 int lcm_policy_lua_call(lua_State *L);
 
