@@ -9,7 +9,7 @@ import path from 'node:path';
 const BASE = process.env.LCM_URL;
 const TOKEN = process.env.LCM_TOKEN;
 const ART = process.env.LCM_ARTIFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
-const WAIT_AUTOSCALER_MS = Number(process.env.LCM_WAIT_AUTOSCALER_MS || 15000);
+const WAIT_AUTOSCALER_MS = Number(process.env.LCM_WAIT_AUTOSCALER_MS || 20000);
 const WAIT_PIPELINE_MS = Number(process.env.LCM_WAIT_PIPELINE_MS || 15000);
 fs.mkdirSync(ART, { recursive: true });
 
@@ -54,7 +54,7 @@ async function until(fn, ms, what) {
 async function seed() {
   const topo = fs.readFileSync(process.env.LCM_TOPOLOGY, 'utf8');
   await must('POST', '/api/v1/templates', {
-    name: 'multi-sessions', instance_type: 'm5zn.metal', region: 'us-east-1', ami_name_pattern: 'cisco-cml2.9-lablet-*',
+    name: 'multi-sessions', instance_type: 'm5zn.metal', region: 'us-east-1', ami_name_pattern: process.env.LCM_AMI_PATTERN || 'cisco-cml2.9-lablet-*',
     capacity: { cpu_cores: 48, memory_gb: 192, storage_gb: 256, max_nodes: 200 }, license_type: 'enterprise',
     cost_per_hour: 3.9641, enabled: true,
   }, [200, 201, 409]);
@@ -185,7 +185,7 @@ test('a session changes status live to ready and shows the login URL', async () 
     // Operators may not move a session to scheduled/instantiating/ready (the controllers do),
     // so without the session pipeline the only live change the API can cause is a terminate.
     check(process.env.LCM_BROWSER_REQUIRE_READY !== '1', `session never became ready (status ${s.status})`);
-    note(`SKIPPED ready + login URL: the session stayed '${s.status}' for ${WAIT_PIPELINE_MS} ms (no session pipeline in this lcmd); checking a live change to 'terminated' instead`);
+    note(`SKIPPED ready + login URL: the session stayed '${s.status}' for ${WAIT_PIPELINE_MS} ms (the lifecycle did not bring it to ready in this stack); checking a live change to 'terminated' instead`);
     await must('POST', `/api/v1/sessions/${encodeURIComponent(sessionId)}/terminate`, { reason: 'browser test' });
     await page.waitForSelector('#session-status [data-status="terminated"]', { timeout: 10000 });
     check(await page.evaluate(() => window.__noReload === 1), 'the page reloaded');

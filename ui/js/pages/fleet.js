@@ -1,8 +1,8 @@
 // Fleet overview: workers by status and region, capacity used vs declared per worker, cost
 // per hour, and a timeline of scale events (worker creations and status changes).
 import { h, replace } from '../dom.js';
-import { list, listOptional, post } from '../api.js';
-import { badge, bar, table, section, time, errorBox, actionButton, toast, num, unavailable, ago } from '../ui.js';
+import { get, list, listOptional, post } from '../api.js';
+import { badge, bar, table, section, time, errorBox, actionButton, toast, num, unavailable, ago, generic } from '../ui.js';
 
 const LIVE_STATES = new Set(['pending', 'provisioning', 'starting', 'running', 'draining', 'stopping']);
 const TERMINAL_SESSION = new Set(['stopped', 'expired', 'archived', 'terminated']);
@@ -83,7 +83,12 @@ export async function render(root, ctx) {
       { head: 'Actions', get: (w) => workerActions(w, load) },
     ], { caption: 'Workers with capacity used versus declared', rowKey: (w) => w.id, empty: 'No workers yet. Book a session (the autoscaler adds one) or add a worker below.' }));
     const ev = timeline(workers);
-    replace(timelineBox, ev.length ? h('ol', { class: 'timeline' }, ev.map((e) => h('li', { class: `tl-${e.kind}` }, time(e.at), ' ', h('span', null, e.text)))) : h('p', { class: 'empty' }, 'No scale events yet.'));
+    // the autoscaler's own record of its decisions (taken or skipped, with the reason)
+    const sched = await get('/api/v1/scheduler').catch(() => null);
+    const fd = (sched && sched.fleet_decisions) || [];
+    replace(timelineBox,
+      ev.length ? h('ol', { class: 'timeline', 'aria-label': 'Worker creations and status changes, newest first' }, ev.map((e) => h('li', { class: `tl-${e.kind}` }, time(e.at), ' ', h('span', null, e.text)))) : h('p', { class: 'empty' }, 'No scale events yet.'),
+      fd.length ? h('details', null, h('summary', null, `Autoscaler decisions (${fd.length})`), generic(fd.slice(-20).reverse())) : null);
     renderCreate();
   }
 

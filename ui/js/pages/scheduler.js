@@ -11,15 +11,34 @@ export async function render(root, ctx) {
   const decisionsBox = h('div');
   const previewBox = h('div');
   const previewOut = h('div', { 'aria-live': 'polite', id: 'preview-result' });
+  const autoBox = h('div');
+  const ctlBox = h('div');
+  const fleetBox = h('div');
   replace(root, h('h1', null, 'Scheduler'),
     h('div', { class: 'grid-2' }, section('Status', statusBox), section('Rejections by reason (last cycle)', rejBox)),
     section('Queue', queueBox),
     section('Placement preview', previewBox, previewOut),
-    section('Recent decisions', decisionsBox));
+    section('Recent decisions', decisionsBox),
+    h('div', { class: 'grid-2' }, section('Autoscaler', autoBox), section('Controllers', ctlBox)),
+    section('Fleet decisions', fleetBox));
 
   async function load() {
     try {
-      const st = await get('/api/v1/scheduler');
+      const doc = await get('/api/v1/scheduler');
+      // {leader, holder, controllers[], scheduler{…}, autoscaler{…}, fleet_decisions[]}; an
+      // older lcmd answered the scheduler object alone
+      const st = doc.scheduler || doc;
+      replace(autoBox, doc.autoscaler ? generic(doc.autoscaler) : h('p', { class: 'empty' }, 'Not reported.'));
+      replace(ctlBox, doc.controllers ? h('div', null,
+        h('p', null, doc.leader ? 'This lcmd is the leader' : `Follower; leader: ${doc.holder || '?'}`, doc.fence ? ` (fencing token ${doc.fence})` : ''),
+        table(doc.controllers, [
+          { head: 'Controller', get: (c) => c.name },
+          { head: 'Running', get: (c) => (c.running ? 'yes' : 'no') },
+          { head: 'Reconciles', get: (c) => num(c.reconciles), cls: 'num' },
+          { head: 'Last', get: (c) => (c.last_reconcile_ms != null ? `${num(c.last_reconcile_ms, 2)} ms` : '-') },
+          { head: 'At', get: (c) => time(c.last_reconcile_at) },
+        ], { caption: 'Controllers' })) : h('p', { class: 'empty' }, 'Not reported.'));
+      replace(fleetBox, generic((doc.fleet_decisions || []).slice(-30).reverse()));
       replace(statusBox, kv([
         ['Queue depth', num(st.queue_depth)],
         ['Placed', num(st.placed)],
@@ -32,7 +51,7 @@ export async function render(root, ctx) {
         ['Lead window', st.lead_window_minutes != null ? `${st.lead_window_minutes} min` : '-'],
       ]));
       replace(rejBox, reasons(st.rejections));
-      const dec = (st.decisions || []).slice().reverse();
+      const dec = (st.decisions || []).slice(-30).reverse();
       replace(decisionsBox, table(dec, [
         { head: 'Decision', get: (d) => badge(d.decision) },
         { head: 'Session', get: (d) => (d.session_id ? h('a', { href: `#/sessions/${encodeURIComponent(d.session_id)}` }, d.session_id) : '-') },
