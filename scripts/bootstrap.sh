@@ -8,7 +8,12 @@ libcurl4-openssl-dev libcjson-dev libcmocka-dev libssl-dev libexpat1-dev redis-s
 redis-sentinel redis-tools wrk curl jq procps psmisc"
 
 if [ "${LCM_BOOTSTRAP_BROWSER:-0}" = 1 ]; then
-    PKGS="$PKGS chromium nodejs npm"
+    PKGS="$PKGS chromium"
+    # Node.js may come from another source (NodeSource bundles npm and conflicts with
+    # Debian's npm package): only ask apt when the commands are missing.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        PKGS="$PKGS nodejs npm"
+    fi
 fi
 
 missing=""

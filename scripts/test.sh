@@ -1,10 +1,11 @@
 #!/bin/sh
 # Runs every test: installs what is missing, builds everything with warnings as errors and
 # AddressSanitizer + UBSan, and runs ctest (unit, integration against real redis-server,
-# moto and the simulators, fuzz-corpus replays, browser tests when present).
+# moto and the simulators, fuzz-corpus replays, reliability suite, and the dashboard's
+# browser tests in headless Chromium, which this installs when missing).
 set -eu
 cd "$(dirname "$0")/.."
-./scripts/bootstrap.sh
+LCM_BOOTSTRAP_BROWSER=1 ./scripts/bootstrap.sh
 BUILD="${LCM_TEST_BUILD_DIR:-build-asan}"
 JOBS="$(nproc 2>/dev/null || echo 2)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DLCM_SANITIZE=ON -DLCM_WERROR=ON >/dev/null
