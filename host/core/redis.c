@@ -309,14 +309,33 @@ static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
     if (!r || r->freeing || ac != r->ac || !rep)
         return;   /* dropped meanwhile; the drop path reconnects */
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
-        rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "master") == 0) {
-        mark_ready(r);
-        return;
-    }
+        rep->element[0]->type == REDIS_REPLY_STRING && strcmp(rep->element[0]->str, "master") == 0)
+        return;   /* the PING sent behind it decides readiness */
     lcm_warn("redis", "msg=\"sentinel named a server that is not the primary\" endpoint=%s role=\"%.40s\"",
              r->endpoint,
              rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 && rep->element[0]->str
                  ? rep->element[0]->str : (rep->type == REDIS_REPLY_ERROR ? rep->str : "?"));
+    drop_connection(r, NULL);
+}
+
+/* Readiness probe on every new link: a Redis that is still loading its AOF/RDB accepts
+ * connections but refuses commands with -LOADING (FUNCTION LOAD included), so the hooks must
+ * not run before it answers PING. */
+static void on_probe(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct lcm_redis *r = ac->data;
+    redisReply *rep = reply;
+    (void)privdata;
+    if (!r || r->freeing || ac != r->ac || !rep)
+        return;
+    if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
+        mark_ready(r);
+        return;
+    }
+    int loading = rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "LOADING", 7) == 0;
+    lcm_warn("redis", "msg=\"%s\" endpoint=%s reply=\"%.100s\"",
+             loading ? "Redis is loading its dataset; retrying" : "PING refused", r->endpoint,
+             rep->type == REDIS_REPLY_ERROR || rep->type == REDIS_REPLY_STATUS ? rep->str : "?");
     drop_connection(r, NULL);
 }
 
@@ -335,14 +354,11 @@ static void on_connect(const redisAsyncContext *cac, int status)
         schedule_reconnect(r);
         return;
     }
-    if (r->addr.is_sentinel) {
-        /* hiredis does not run this callback under its in-callback guard, so the ROLE reply
-         * (not this function) decides whether to keep the link. */
-        if (redisAsyncCommand(ac, on_role, NULL, "ROLE") != REDIS_OK)
-            lcm_warn("redis", "msg=\"cannot send ROLE\" endpoint=%s", r->endpoint);
-        return;
-    }
-    mark_ready(r);
+    /* hiredis does not run this callback under its in-callback guard, so the replies (not
+     * this function) decide whether to keep the link. */
+    if ((r->addr.is_sentinel && redisAsyncCommand(ac, on_role, NULL, "ROLE") != REDIS_OK) ||
+        redisAsyncCommand(ac, on_probe, NULL, "PING") != REDIS_OK)
+        lcm_warn("redis", "msg=\"cannot send the readiness probe\" endpoint=%s", r->endpoint);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

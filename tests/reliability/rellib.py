@@ -6,14 +6,12 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import harness
-from harness import BUILD_DIR, Lcmd, Proc, Redis, check, free_port, http_json, wait_until
+from harness import BUILD_DIR, Proc, Redis, check, free_port, wait_until
 
 LCMD = os.path.join(BUILD_DIR, "bin", "lcmd")
 
@@ -217,6 +215,63 @@ def make_definition(lcmd, name="rel-def", activate=True, **kw):
 
 # ---- store consistency ---------------------------------------------------------------------
 
+class Resp:
+    """A minimal RESP2 client (no redis-py on these machines): pipelined commands, so the
+    consistency checks over thousands of keys take a second, not minutes."""
+
+    def __init__(self, port):
+        import socket
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.f = self.s.makefile("rb")
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+    @staticmethod
+    def _enc(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def _read(self):
+        line = self.f.readline()
+        t, rest = line[:1], line[1:-2]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RuntimeError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)[:-2]
+            return data.decode(errors="replace")
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError(f"bad RESP line {line!r}")
+
+    def pipe(self, cmds, chunk=500):
+        res = []
+        for i in range(0, len(cmds), chunk):
+            part = cmds[i:i + chunk]
+            self.s.sendall(b"".join(self._enc(c) for c in part))
+            res += [self._read() for _ in part]
+        return res
+
+    def call(self, *args):
+        return self.pipe([args])[0]
+
+
+def resp(port):
+    return Resp(port)
+
+
 def rcli(port, *args):
     r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
                        timeout=60)
@@ -237,24 +292,51 @@ def hgetall(port, key):
 
 
 def scan(port, pattern, typ=None):
-    """Keys matching pattern (and of type typ); this redis-cli has no --scan --type."""
-    keys = [x for x in rcli(port, "--scan", "--pattern", pattern).split("\n") if x]
-    if typ:
-        keys = [k for k in keys if rcli(port, "TYPE", k).strip() == typ]
-    return keys
+    """Keys matching pattern (and of type typ)."""
+    c = Resp(port)
+    try:
+        keys, cur = [], "0"
+        while True:
+            cur, batch = c.call("SCAN", cur, "MATCH", pattern, "COUNT", 1000)
+            keys += batch
+            if cur == "0":
+                break
+        if typ:
+            types = c.pipe([("TYPE", k) for k in keys])
+            keys = [k for k, t in zip(keys, types) if t == typ]
+        return sorted(set(keys))
+    finally:
+        c.close()
+
+
+def hgetall_many(port, keys):
+    c = Resp(port)
+    try:
+        return {k: dict(zip(v[0::2], v[1::2])) for k, v in zip(keys, c.pipe([("HGETALL", k) for k in keys]))}
+    finally:
+        c.close()
+
+
+def exists_many(port, keys):
+    c = Resp(port)
+    try:
+        return dict(zip(keys, (x == 1 for x in c.pipe([("EXISTS", k) for k in keys]))))
+    finally:
+        c.close()
 
 
 def dump_state(port):
     """Every aggregate hash and index key, as comparable Python values."""
-    out = {}
-    for k in scan(port, "lcm:{*}", "hash"):
-        out[k] = hgetall(port, k)
-    for k in scan(port, "lcm:idx:*"):
-        t = rcli(port, "TYPE", k).strip()
-        if t == "set":
-            out[k] = sorted(x for x in rcli(port, "SMEMBERS", k).split("\n") if x)
-        elif t == "zset":
-            out[k] = rjson(port, "ZRANGE", k, "0", "-1", "WITHSCORES")
+    out = dict(hgetall_many(port, scan(port, "lcm:{*}", "hash")))
+    idx = scan(port, "lcm:idx:*")
+    c = Resp(port)
+    try:
+        types = c.pipe([("TYPE", k) for k in idx])
+        cmds = [("SMEMBERS", k) if t == "set" else ("ZRANGE", k, 0, -1, "WITHSCORES") for k, t in zip(idx, types)]
+        for k, t, v in zip(idx, types, c.pipe(cmds)):
+            out[k] = sorted(v) if t == "set" else v
+    finally:
+        c.close()
     return out
 
 
@@ -264,11 +346,15 @@ def check_aggregates(port, kind):
     hashes = scan(port, f"lcm:{{{kind}:*}}", "hash")
     streams = scan(port, f"lcm:{{{kind}:*}}:events", "stream")
     check(len(hashes) == len(streams), f"{kind}: {len(hashes)} hashes vs {len(streams)} streams")
-    for h in hashes:
-        ver = rcli(port, "HGET", h, "version").strip()
-        n = rcli(port, "XLEN", h + ":events").strip()
-        check(ver == n and ver != "0", f"{h}: version {ver} but {n} events")
-        last = rjson(port, "XREVRANGE", h + ":events", "+", "-", "COUNT", "1")
+    c = Resp(port)
+    try:
+        vers = c.pipe([("HGET", h, "version") for h in hashes])
+        lens = c.pipe([("XLEN", h + ":events") for h in hashes])
+        lasts = c.pipe([("XREVRANGE", h + ":events", "+", "-", "COUNT", 1) for h in hashes])
+    finally:
+        c.close()
+    for h, ver, n, last in zip(hashes, vers, lens, lasts):
+        check(ver == str(n) and n > 0, f"{h}: version {ver} but {n} events")
         fields = dict(zip(last[0][1][0::2], last[0][1][1::2]))
         check(fields.get("version") == ver, f"{h}: last event version {fields.get('version')} != {ver}")
     return len(hashes)

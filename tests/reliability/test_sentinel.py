@@ -10,7 +10,7 @@ import threading
 import time
 
 from harness import Lcmd, check, run_tests, wait_until
-from rellib import (Moto, Sentinels, check_aggregates, log, make_definition, make_template,
+from rellib import (Moto, Sentinels, check_aggregates, exists_many, log, make_definition, make_template,
                     plugin_dir, rcli, rjson, stop_clean)
 
 NOPLUGINS = {"LCM_PLUGIN_DIR": "/nonexistent-lcm-plugins", "LCM_REDIS_BACKOFF_MAX_MS": "500",
@@ -84,7 +84,8 @@ def test_discover_failover_keep_writing():
         gaps = [(b2 - a2, a2) for a2, b2 in zip(ends, ends[1:]) if b2 > t_fo - 0.5]
         window = max(gaps)[0] if gaps else 0.0
         # acknowledged writes missing on the new primary (asynchronous replication)
-        lost = [r[3] for r in ok if not rcli(new, "EXISTS", f"lcm:{{definition:{r[3]}}}").strip() == "1"]
+        ex = exists_many(new, [f"lcm:{{definition:{r[3]}}}" for r in ok])
+        lost = [k for k, v in ex.items() if not v]
         log(f"writes ok={len(ok)} failed={len(failed)} (statuses {sorted(set(r[2] for r in failed))}) "
             f"after-failover ok={len(after)}")
         log(f"failover {old}->{new}: sentinels switched {t_switched - t_fo:.2f}s after SENTINEL FAILOVER; "
