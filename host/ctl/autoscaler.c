@@ -277,6 +277,9 @@ struct scan {
 
 static size_t busy_of(const struct scan *sc, const char *wid)
 {
+    /* the scheduler's session index keeps these counts current from the feed */
+    if (sc->a->env.sched)
+        return lcm_sched_worker_sessions(sc->a->env.sched, wid);
     unsigned long h = 5381;
     for (const char *p = wid; *p; p++)
         h = h * 33 + (unsigned char)*p;
@@ -353,6 +356,9 @@ static struct group *group_for(struct scan *sc, const char *def_id)
     return g;
 }
 
+static int scan_pending(const struct lcm_session *s, void *ud);
+
+/* Without a scheduler (no session index): every session, for busy counts and demand. */
 static int scan_session(const char *id, const void *state, void *ud)
 {
     struct scan *sc = ud;
@@ -362,6 +368,13 @@ static int scan_session(const char *id, const void *state, void *ud)
         return 0;
     if (s->worker_id && *s->worker_id)
         busy_add(sc, s->worker_id);
+    return scan_pending(s, ud);
+}
+
+/* Demand: a pending session unplaced in the lead window, or booked within the boot time. */
+static int scan_pending(const struct lcm_session *s, void *ud)
+{
+    struct scan *sc = ud;
     if (s->status != LCM_SS_PENDING || lcm_session_is_expired(s, sc->now, &sc->tp))
         return 0;
     int unplaced = sc->a->env.sched && lcm_sched_is_unplaced(sc->a->env.sched, s->id) &&
@@ -900,7 +913,14 @@ int lcm_autoscaler_cycle(struct lcm_autoscaler *a, int64_t now)
     struct scan sc = { .a = a, .now = now };
     lcm_time_params_default(&sc.tp);
     sc.tp.lead_window_minutes = a->cfg.lead_window_minutes;
-    lcm_store_each(a->env.store, "session", scan_session, &sc);
+    if (a->env.sched) {
+        /* demand lies within max(lead window, boot time) of now: the index's window */
+        int64_t ahead = a->cfg.lead_window_minutes > a->cfg.worker_boot_minutes
+                            ? a->cfg.lead_window_minutes : a->cfg.worker_boot_minutes;
+        lcm_sched_each_pending(a->env.sched, now + ahead * 60, scan_pending, &sc);
+    } else {
+        lcm_store_each(a->env.store, "session", scan_session, &sc);
+    }
     struct fleet f = { 0 };
     lcm_store_each(a->env.store, "worker", scan_worker, &f);
     int rc = 0;

@@ -19,6 +19,7 @@
 #include "domain/session.h"
 #include "domain/session_time.h"
 #include "domain/worker.h"
+#include "scheduler_index.h"
 
 #define LOG_MAX 200
 #define RETRY_KEY "lcm:sched:retry"
@@ -166,6 +167,7 @@ struct lcm_sched {
     size_t log_head, log_n;
     struct lcm_sched_decision dec;   /* reused across decisions */
     struct plan plan;                /* placements not submitted yet */
+    struct lcm_sched_index *idx;     /* pending sessions by start, sessions per worker */
 };
 
 static double mono_ms(void)
@@ -236,6 +238,10 @@ struct lcm_sched *lcm_sched_new(const struct lcm_sched_env *env, const struct lc
     snprintf(s->by, sizeof s->by, "%s", s->cfg.by ? s->cfg.by : "controller:scheduler");
     s->cfg.by = s->by;
     lcm_sched_decision_init(&s->dec);
+    if (!(s->idx = lcm_sched_index_new(env->store))) {
+        free(s);
+        return NULL;
+    }
     declare_metrics(env->metrics);
     return s;
 }
@@ -278,6 +284,7 @@ void lcm_sched_free(struct lcm_sched *s)
         cJSON_Delete(s->log[i]);
     lcm_sched_decision_free(&s->dec);
     free(s->dec.shortlist);
+    lcm_sched_index_free(s->idx);
     free(s);
 }
 
@@ -353,6 +360,7 @@ static void retry_loaded(struct lcm_redis *r, redisReply *rep, void *ud)
 void lcm_sched_start(struct lcm_sched *s)
 {
     s->fleet_epoch++;
+    lcm_sched_index_resync(s->idx);
     if (s->env.redis) {
         const char *argv[] = { "HGETALL", RETRY_KEY };
         lcm_redis_commandv(s->env.redis, retry_loaded, s, 2, argv, NULL);
@@ -384,6 +392,17 @@ int lcm_sched_note_change(struct lcm_sched *s, const char *kind, const char *typ
     if (!strcmp(kind, "definition"))
         return 1;
     return 0;
+}
+
+size_t lcm_sched_each_pending(struct lcm_sched *s, int64_t start_max,
+                              int (*fn)(const struct lcm_session *ss, void *ud), void *ud)
+{
+    return lcm_sched_index_each_pending(s->idx, start_max, fn, ud);
+}
+
+size_t lcm_sched_worker_sessions(struct lcm_sched *s, const char *worker_id)
+{
+    return lcm_sched_index_worker_sessions(s->idx, worker_id);
 }
 
 int lcm_sched_worker_busy(const struct lcm_sched *s, const char *worker_id)
@@ -459,6 +478,11 @@ static int collect(const char *id, const void *state, void *ud)
     return 0;
 }
 
+static int collect_pending(const struct lcm_session *ss, void *ud)
+{
+    return collect(ss->id, ss, ud);
+}
+
 static int cmp_cand(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
@@ -521,8 +545,12 @@ static void commit_done(const struct lcm_store_result *res, void *ud)
                     free(argv);
                 }
             }
-            for (size_t i = 0; i < c->n; i++)
+            for (size_t i = 0; i < c->n; i++) {
                 smap_del(&s->retry, c->sessions[i]);
+                /* no need to wait for the feed to know they are no longer pending */
+                lcm_sched_index_note(s->idx, c->sessions[i],
+                                     lcm_store_get(s->env.store, "session", c->sessions[i]));
+            }
             for (size_t i = 0; i < c->n; i++)
                 log_decision(s, "placed", c->sessions[i], c->worker_id, NULL, NULL);
         } else {
@@ -772,7 +800,8 @@ int lcm_sched_cycle(struct lcm_sched *s, int64_t now)
     struct collect_ctx cc = { .s = s, .now = now };
     lcm_time_params_default(&cc.tp);
     cc.tp.lead_window_minutes = s->cfg.lead_window_minutes;
-    lcm_store_each(s->env.store, "session", collect, &cc);
+    lcm_sched_index_each_pending(s->idx, now + (int64_t)s->cfg.lead_window_minutes * 60,
+                                 collect_pending, &cc);
     s->st.cycles++;
     s->st.queue_depth = cc.depth;
     if (s->env.metrics)
@@ -1055,7 +1084,7 @@ int lcm_sched_availability(struct lcm_sched *s, const char *definition_id, int64
     struct collect_ctx cc = { .s = s, .now = now, .all = 1, .win_start = start, .win_end = end };
     lcm_time_params_default(&cc.tp);
     cc.tp.lead_window_minutes = s->cfg.lead_window_minutes;
-    lcm_store_each(s->env.store, "session", collect, &cc);
+    lcm_sched_index_each_pending(s->idx, end > INT64_MIN ? end - 1 : end, collect_pending, &cc);
     if (cc.oom) {
         free(cc.v);
         goto out;

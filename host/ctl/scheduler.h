@@ -71,6 +71,14 @@ struct lcm_sched_stats {
 };
 void lcm_sched_get_stats(const struct lcm_sched *s, struct lcm_sched_stats *st);
 
+/* Pending sessions with timeslot start ≤ start_max (start 0 = now: always), from the
+ * scheduler's index (scheduler_index.h) rather than a walk over every session; fn returns
+ * nonzero to stop. Returns the number of calls. */
+size_t lcm_sched_each_pending(struct lcm_sched *s, int64_t start_max,
+                              int (*fn)(const struct lcm_session *ss, void *ud), void *ud);
+/* Non-terminal sessions naming the worker, from the same index. */
+size_t lcm_sched_worker_sessions(struct lcm_sched *s, const char *worker_id);
+
 /* 1 while a placement commit on the worker is in flight (the autoscaler leaves it alone). */
 int lcm_sched_worker_busy(const struct lcm_sched *s, const char *worker_id);
 /* 1 when the scheduler tried to place the session and found no worker (its last attempt). */
