@@ -20,6 +20,7 @@
 #include "ctl.h"
 #include "domain/events.h"
 #include "domain/fsm.h"
+#include "domain/jsonx.h"
 #include "domain/rfc3339.h"
 #include "domain/sha256.h"
 #include "domain/template.h"
@@ -126,6 +127,7 @@ void wk_op_done(struct wop *op)
     }
     if (op->extra_free)
         op->extra_free(op->extra);
+    lcm_strv_free(op->node_defs, op->n_node_defs);
     free(op);
 }
 
@@ -831,6 +833,7 @@ static void poll_described(void *ud, const struct lcm_error *e, const void *resu
 /* ---- readiness through the runtime plugin: system_info, licence ------------------------ */
 
 static void ready_licence(void *ud, const struct lcm_error *e, const void *result);
+static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *result);
 
 static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 {
@@ -862,13 +865,48 @@ static void ready_info(void *ud, const struct lcm_error *e, const void *result)
         if (t)
             snprintf(t->last_error, sizeof(t->last_error), "CML reports not ready");
         struct lcm_events evs;
-        struct lcm_derr de;
         lcm_events_init(&evs);
         if (w->cml.ready || (op->cml_version[0] && (!w->cml.version || strcmp(w->cml.version, op->cml_version))))
-            lcm_worker_cmd_set_cml(w, op->cml_version[0] ? op->cml_version : NULL, 0, NULL, 0, WK_BY,
-                                   wk_wall_s(), &evs, &de);
+            wk_set_cml(w, op, op->cml_version[0] ? op->cml_version : NULL, 0, wk_wall_s(), &evs);
         step_ok(op, (double)c->poll_ms);
         finish_with(op, w->version, &evs);
+        return;
+    }
+    struct lcm_call call;
+    wk_call_for(c, w, &call);
+    struct lcm_error se = {0};
+    /* CML's node definitions go on the worker with readiness: placement needs them */
+    if (wk_has_node_defs_op(c)) {
+        if (lcm_runtime_call(c->app->plugins, node_definitions, &call, NULL, ready_nodedefs, op, &se,
+                             NULL) < 0)
+            step_failed(op, &se, 0);
+        return;
+    }
+    if (lcm_runtime_call(c->app->plugins, licence_get, &call, NULL, ready_licence, op, &se, NULL) < 0)
+        step_failed(op, &se, 0);
+}
+
+static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    struct lcm_workers_ctl *c = op->c;
+    if (!c) {
+        wk_op_done(op);
+        return;
+    }
+    const struct lcm_worker *w = get_worker(c, op->id);
+    if (!w) {
+        wk_op_done(op);
+        return;
+    }
+    if (e || wk_node_defs_take(op, result) < 0) {
+        /* like licensing: retried on the next poll, and named if the boot timeout fails it */
+        struct wk_track *t = wk_track(c, op->id);
+        if (t)
+            snprintf(t->last_error, sizeof(t->last_error), "CML node definitions: %s",
+                     e ? e->message : "out of memory");
+        step_ok(op, (double)c->poll_ms);
+        wk_op_done(op);
         return;
     }
     struct lcm_call call;
@@ -914,8 +952,12 @@ static void ready_licence(void *ud, const struct lcm_error *e, const void *resul
                                    wk_wall_s(), &evs, &de);
     int ready = lic->registered != 0;
     const char *ver = op->cml_version[0] ? op->cml_version : NULL;
-    if (ready != w->cml.ready || (ver && (!w->cml.version || strcmp(w->cml.version, ver))))
-        lcm_worker_cmd_set_cml(w, ver, ready, NULL, 0, WK_BY, wk_wall_s(), &evs, &de);
+    int nd_changed = wk_node_defs_changed(op, w);
+    if (nd_changed)
+        lcm_info("workers", "worker=%s msg=\"CML node definitions recorded\" count=%zu", w->id,
+                 op->n_node_defs);
+    if (ready != w->cml.ready || nd_changed || (ver && (!w->cml.version || strcmp(w->cml.version, ver))))
+        wk_set_cml(w, op, ver, ready, wk_wall_s(), &evs);
     if (ready && w->status == LCM_WK_STARTING) {
         lcm_worker_cmd_transition(w, LCM_WK_RUNNING, "CML ready and licensed", WK_BY, wk_wall_s(), &evs, &de);
         count(c, "readiness", "ok");

@@ -49,6 +49,9 @@ struct wop {
     double cpu_cw, cpu_cml, mem_cml;
     int have_cw;
     int64_t last_activity_ms;
+    char **node_defs;             /* owned: CML's node definition ids (sorted, unique) */
+    size_t n_node_defs;
+    int have_node_defs;           /* node_defs was read from CML during this op */
     void *extra;                  /* step-specific heap data, freed with the op */
     void (*extra_free)(void *);
 };
@@ -102,5 +105,17 @@ void wk_discovery_start(struct lcm_workers_ctl *c);
 /* Metrics + CML readiness of one running worker (workers_metrics.c); needs the claim. */
 void wk_metrics_start(struct lcm_workers_ctl *c, const struct lcm_worker *w);
 void wk_metrics_declare(struct lcm_workers_ctl *c);
+
+/* CML node definitions (runtime.node_definitions, SPI 1.2), recorded on the worker for
+ * placement. The runtime plugin implements the op: */
+int wk_has_node_defs_op(struct lcm_workers_ctl *c);
+/* Keeps nd on op (sorted, unique, only ids a worker record accepts); 0 or -1 (no memory). */
+int wk_node_defs_take(struct wop *op, const struct lcm_rt_node_definitions *nd);
+/* 1 when op read a list that differs (as a set) from the one recorded on w. */
+int wk_node_defs_changed(const struct wop *op, const struct lcm_worker *w);
+/* Appends worker.cml (version NULL = unchanged) to evs. The command replaces the whole list,
+ * so op's list goes in when it read one, else the list w already has. */
+void wk_set_cml(const struct lcm_worker *w, const struct wop *op, const char *version, int ready,
+                int64_t now, struct lcm_events *evs);
 
 #endif

@@ -1,5 +1,5 @@
 /* Metrics of running workers: CloudWatch CPU through the cloud plugin, CML system stats,
- * readiness and user activity through the runtime plugin. The result goes on the worker read
+ * readiness, node definitions and user activity through the runtime plugin. The result goes on the worker read
  * model (worker.metrics, worker.cml when readiness flips) and into /metrics gauges. Every
  * call is optional and best effort: a metric that cannot be read never fails a worker. */
 #include <math.h>
@@ -12,12 +12,17 @@
 #include "core/metrics.h"
 #include "ctl.h"
 #include "domain/events.h"
+#include "domain/jsonx.h"
 #include "domain/worker.h"
 #include "plugin/plugin.h"
 #include "store/store.h"
 #include "workers_int.h"
 
-enum { M_CW = 1, M_INFO, M_STATS, M_ACTIVITY, M_COMMIT };
+enum { M_CW = 1, M_INFO, M_NODEDEFS, M_STATS, M_ACTIVITY, M_COMMIT };
+
+/* What a worker record keeps of CML's node definitions (lcm_worker apply_cml's bounds). */
+#define WK_MAX_NODE_DEFS 4096
+#define WK_MAX_NODE_DEF_LEN 256
 
 void wk_metrics_declare(struct lcm_workers_ctl *c)
 {
@@ -73,6 +78,93 @@ static void got_info(void *ud, const struct lcm_error *e, const void *result)
         const struct lcm_rt_system_info *si = e ? NULL : result;
         op->cml_ready = si ? si->ready : -1;   /* unreachable once is not "not ready" */
         snprintf(op->cml_version, sizeof(op->cml_version), "%s", si && si->version ? si->version : "");
+    }
+    next_stage(op);
+}
+
+/* ---- node definitions (also used by readiness in workers.c) ---- */
+
+int wk_has_node_defs_op(struct lcm_workers_ctl *c)
+{
+    return implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, node_definitions));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int wk_node_defs_take(struct wop *op, const struct lcm_rt_node_definitions *nd)
+{
+    size_t n = nd ? nd->ids.n : 0, k = 0;
+    char **v = calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return -1;
+    for (size_t i = 0; i < n && k < WK_MAX_NODE_DEFS; i++) {
+        /* an id the worker record would refuse would make the whole worker.cml event fail */
+        if (!nd->ids.v || !lcm_text_ok(nd->ids.v[i], WK_MAX_NODE_DEF_LEN, 1))
+            continue;
+        if (!(v[k] = strdup(nd->ids.v[i]))) {
+            lcm_strv_free(v, k);
+            return -1;
+        }
+        k++;
+    }
+    qsort(v, k, sizeof(*v), cmp_str);   /* a stable order: no event when CML only reorders */
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (u && !strcmp(v[u - 1], v[i]))
+            free(v[i]);
+        else
+            v[u++] = v[i];
+    }
+    lcm_strv_free(op->node_defs, op->n_node_defs);
+    op->node_defs = v;
+    op->n_node_defs = u;
+    op->have_node_defs = 1;
+    return 0;
+}
+
+int wk_node_defs_changed(const struct wop *op, const struct lcm_worker *w)
+{
+    if (!op->have_node_defs)
+        return 0;
+    if (op->n_node_defs != w->cml.n_node_definitions)
+        return 1;
+    for (size_t i = 0; i < op->n_node_defs; i++) {
+        const char *k = op->node_defs[i];
+        if (!bsearch(&k, w->cml.node_definitions, w->cml.n_node_definitions, sizeof(char *), cmp_str)) {
+            /* the recorded list may come from elsewhere unsorted: fall back to a scan */
+            int found = 0;
+            for (uint16_t j = 0; !found && j < w->cml.n_node_definitions; j++)
+                found = !strcmp(w->cml.node_definitions[j], k);
+            if (!found)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+void wk_set_cml(const struct lcm_worker *w, const struct wop *op, const char *version, int ready,
+                int64_t now, struct lcm_events *evs)
+{
+    struct lcm_derr de;
+    const char *const *nds = op && op->have_node_defs ? (const char *const *)op->node_defs
+                                                     : (const char *const *)w->cml.node_definitions;
+    size_t n = op && op->have_node_defs ? op->n_node_defs : w->cml.n_node_definitions;
+    if (lcm_worker_cmd_set_cml(w, version, ready, nds, n, WK_BY, now, evs, &de))
+        lcm_warn("workers", "worker=%s msg=\"CML info refused\" err=\"%s\"", w->id, de.message);
+}
+
+static void got_nodedefs(void *ud, const struct lcm_error *e, const void *result)
+{
+    struct wop *op = ud;
+    if (op->c && !e) {
+        if (wk_node_defs_take(op, result) < 0)
+            lcm_warn("workers", "worker=%s msg=\"node definitions dropped: out of memory\"", op->id);
+    } else if (op->c && e) {
+        lcm_debug("workers", "worker=%s msg=\"node definitions unavailable\" err=\"%s\"", op->id,
+                  e->message);
     }
     next_stage(op);
 }
@@ -152,11 +244,16 @@ static void commit_metrics(struct wop *op)
             lcm_worker_cmd_metrics(w, cpu, mem, activity > w->last_activity_at ? activity : 0, WK_BY, now,
                                    &evs, &de);
     }
-    if (op->cml_ready >= 0 && (op->cml_ready != 0) != (w->cml.ready != 0)) {
+    int ready_changed = op->cml_ready >= 0 && (op->cml_ready != 0) != (w->cml.ready != 0);
+    int nd_changed = wk_node_defs_changed(op, w);
+    if (ready_changed)
         lcm_info("workers", "worker=%s msg=\"CML readiness changed\" ready=%d", w->id, op->cml_ready);
-        lcm_worker_cmd_set_cml(w, op->cml_version[0] ? op->cml_version : NULL, op->cml_ready, NULL, 0, WK_BY,
-                               now, &evs, &de);
-    }
+    if (nd_changed)
+        lcm_info("workers", "worker=%s msg=\"CML node definitions changed\" count=%zu was=%u", w->id,
+                 op->n_node_defs, (unsigned)w->cml.n_node_definitions);
+    if (ready_changed || nd_changed)
+        wk_set_cml(w, op, op->cml_version[0] ? op->cml_version : NULL,
+                   ready_changed ? op->cml_ready : w->cml.ready, now, &evs);
     if (evs.n == 0 || wk_commit(c, op->id, w->version, &evs, op, committed) < 0)
         wk_op_done(op);
     lcm_events_clear(&evs);
@@ -189,6 +286,9 @@ static void next_stage(struct wop *op)
             rc = lcm_cloud_call(c->app->plugins, metrics, &call, &a, got_cw, op, &e, NULL);
         } else if (op->stage == M_INFO && implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, system_info))) {
             rc = lcm_runtime_call(c->app->plugins, system_info, &call, NULL, got_info, op, &e, NULL);
+        } else if (op->stage == M_NODEDEFS && op->cml_ready == 1 && wk_has_node_defs_op(c)) {
+            /* refreshed with every poll: images are added to and removed from CML at runtime */
+            rc = lcm_runtime_call(c->app->plugins, node_definitions, &call, NULL, got_nodedefs, op, &e, NULL);
         } else if (op->stage == M_STATS &&
                    implements(c, LCM_KIND_RUNTIME, offsetof(struct lcm_runtime_ops, system_stats))) {
             rc = lcm_runtime_call(c->app->plugins, system_stats, &call, NULL, got_stats, op, &e, NULL);

@@ -90,6 +90,11 @@ class CmlSim:
         st, _, doc = harness.http_json("PATCH", self.url + f"/_sim/controllers/{cid}", fields)
         check(st == 200, f"cml-sim patch {cid}: {st} {doc}")
 
+    def get(self, cid):
+        st, _, doc = harness.http_json("GET", self.url + f"/_sim/controllers/{cid}")
+        check(st == 200, f"cml-sim get {cid}: {st} {doc}")
+        return doc
+
 
 def plugin_dir():
     d = tempfile.mkdtemp(prefix="lcm-plugins-")
@@ -212,6 +217,10 @@ def test_launch_readiness_running():
     check(w["cml"]["ready"] is True and w["cml"]["version"].startswith("2.9"), w)
     check(w["license"]["type"] == "enterprise" and w["license"]["node_limit"] == 500, w)
     check(w["license"]["status"] == "registered", w)
+    # the node definitions its CML offers are recorded with readiness (placement needs them)
+    offered = S["cml"].get(wid)["node_definitions"]
+    check(len(offered) >= 10 and sorted(w["cml"]["node_definitions"]) == sorted(offered),
+          f"cml.node_definitions {w['cml']['node_definitions']} != CML's {offered}")
     check(w["private_ip"] and w["endpoint"] == "https://" + w["private_ip"], w)
     check(w["ami_id"] == S["ami"], f"ami {w['ami_id']} != {S['ami']}")
     # EC2: one instance, LCM's tags, the ClientToken derived from the worker id
