@@ -268,6 +268,80 @@ def test_metrics_cloudwatch_and_cml():
     check('lcm_workers{status="running"}' in text, "lcm_workers gauge missing")
 
 
+def create_definition(lcmd, name, node_definitions, activate=True):
+    body = {"name": name, "version": "1.0.0", "topology_uri": f"s3://labs/{name}.yaml",
+            "node_count": 3, "lds_enabled": False,
+            "resource_requirements": {"cpu_cores": 2, "memory_gb": 4, "storage_gb": 10,
+                                      "cml_version_min": "2.9.0",
+                                      "node_definitions": list(node_definitions)}}
+    st, _, doc = lcmd.call("POST", "/api/v1/definitions", body)
+    check(st == 201, f"POST definition {name}: {st} {doc}")
+    if activate:
+        st, _, d2 = lcmd.call("POST", f"/api/v1/definitions/{doc['id']}/activate", {})
+        check(st == 200, f"activate {name}: {st} {d2}")
+    return doc["id"]
+
+
+def preview(lcmd, did):
+    st, _, pv = lcmd.call("POST", "/api/v1/scheduler/preview", {"definition_id": did})
+    check(st == 200, f"preview {did}: {st} {pv}")
+    return pv["worker_id"], {r["worker_id"]: r["reason"] for r in pv["rejected"]}
+
+
+def test_node_definitions_placement():
+    """CML's node definitions (recorded by the worker controller) decide placement: a
+    definition whose node definitions the worker's CML offers is placed there; one needing a
+    node definition CML lacks is rejected with `node_definition`; the list follows CML as it
+    changes (refreshed with the metrics poll)."""
+    L = S["lcmd"]
+    wid = S["w1"]
+    offered = S["cml"].get(wid)["node_definitions"]
+    check("nxosv" not in offered, offered)
+    # the sample topologies' node definitions (upstream definition seeds need these)
+    d_ok = create_definition(L, "nd-sample", ["ubuntu-desktop-24-04-v2", "iosv", "vmanagemock"])
+    d_nx = create_definition(L, "nd-nxos", ["iosv", "nxosv"], activate=False)
+    got, rejected = preview(L, d_ok)
+    check(got == wid, f"{d_ok} should fit {wid}: {got} {rejected}")
+    got, rejected = preview(L, d_nx)
+    check(got is None and rejected.get(wid) == "node_definition", f"nxosv is not on {wid}: {got} {rejected}")
+
+    # a real booking inside the lead window is placed on the worker (and released again)
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
+    st, _, sess = L.call("POST", "/api/v1/sessions", {"definition_id": d_ok, "timeslot": {"start": start}})
+    check(st == 201, f"POST session: {st} {sess}")
+    sid = sess["id"]
+    sess = wait_until(lambda: (lambda x: x if x["status"] == "scheduled" else None)(
+        L.call("GET", f"/api/v1/sessions/{sid}")[2]), timeout=20, what="session scheduled")
+    check(sess["worker_id"] == wid, f"placed on {sess['worker_id']}, want {wid}")
+    check(any(a["session_id"] == sid for a in worker(L, wid)["sessions"]), "capacity reserved")
+    st, _, doc = L.call("POST", f"/api/v1/sessions/{sid}/terminate", {"reason": "test done"})
+    check(st in (200, 202), f"terminate: {st} {doc}")
+    wait_until(lambda: not worker(L, wid)["sessions"], timeout=30, what="session released")
+
+    # CML gains nxosv: the next metrics poll records it, and the nxos definition fits
+    S["cml"].patch(wid, node_definitions=offered + ["nxosv"])
+    wait_until(lambda: "nxosv" in worker(L, wid)["cml"]["node_definitions"], timeout=20,
+               what="nxosv recorded on the worker")
+    got, rejected = preview(L, d_nx)
+    check(got == wid, f"{d_nx} should fit now: {got} {rejected}")
+    # and loses iosv: both definitions are rejected for that reason
+    S["cml"].patch(wid, node_definitions=[n for n in offered if n != "iosv"] + ["nxosv"])
+    wait_until(lambda: "iosv" not in worker(L, wid)["cml"]["node_definitions"], timeout=20,
+               what="iosv dropped from the worker")
+    for did in (d_ok, d_nx):
+        got, rejected = preview(L, did)
+        check(got is None and rejected.get(wid) == "node_definition", f"{did}: {got} {rejected}")
+    S["cml"].patch(wid, node_definitions=offered)
+    w = wait_until(lambda: (lambda x: x if sorted(x["cml"]["node_definitions"]) == sorted(offered) else None)(
+        worker(L, wid)), timeout=20, what="list restored")
+    check(w["status"] == "running" and w["cml"]["ready"] is True, w)
+    got, _ = preview(L, d_ok)
+    check(got == wid, f"{d_ok} fits again: {got}")
+    # one worker.cml event per change, not one per poll
+    types = S["redis"].cli("XRANGE", f"lcm:{{worker:{wid}}}:events", "-", "+").split()
+    check(types.count("worker.cml") <= 6, f"worker.cml events: {types.count('worker.cml')}")
+
+
 def test_stop_start():
     L = S["lcmd"]
     wid = S["w1"]
@@ -453,7 +527,8 @@ def main():
            "tags": {"team": "lablets"}}
     st, _, doc = S["lcmd"].call("POST", "/api/v1/templates", tpl)
     check(st == 201, f"POST template: {st} {doc}")
-    tests = [test_launch_readiness_running, test_metrics_cloudwatch_and_cml, test_stop_start,
+    tests = [test_launch_readiness_running, test_metrics_cloudwatch_and_cml,
+             test_node_definitions_placement, test_stop_start,
              test_terminate, test_discovery_import, test_drift_stopped_outside_lcm,
              test_orphan_cleanup,
              test_kill9_between_launch_and_record, test_faults_backoff_same_token_no_duplicates,
