@@ -1,8 +1,10 @@
 /* The sessions controller: level-triggered pipeline of DOMAIN.md "The session pipeline".
- * Each pass looks at every live session and takes at most one action per session (claimed
- * through the controller framework): record a step as started, make its external call, record
- * the outcome. Steps resume from what the session records; a deadline timer wakes the pass at
- * the earliest timeslot rule, retry or poll that is due. */
+ * Each pass looks at the sessions that need attention (sessions_index.h: kept current from
+ * the store's change feed, so a pass is O(active) however many sessions are archived or
+ * booked ahead) and takes at most one action per session (claimed through the controller
+ * framework): record a step as started, make its external call, record the outcome. Steps
+ * resume from what the session records; a deadline timer wakes the pass at the earliest
+ * timeslot rule, retry or poll that is due. */
 #include "sessions.h"
 
 #include <inttypes.h>
@@ -28,6 +30,7 @@
 #include "domain/topology.h"
 #include "domain/worker.h"
 #include "plugin/plugin.h"
+#include "sessions_index.h"
 #include "sessions_int.h"
 #include "sessions_tx.h"
 #include "store/store.h"
@@ -50,6 +53,9 @@ struct rt {
     struct rt *next;
 };
 #define NRT 1024
+/* A full re-index of every session this often: the change feed keeps the index current, this
+ * only bounds the delay should a change ever be missed (level-triggered, like the sweep). */
+#define RESCAN_MS 60000
 
 struct sparams {
     struct lcm_time_params tp;
@@ -64,8 +70,11 @@ struct lcm_sessions_ctl {
     struct rt *rt[NRT];
     struct event *deadline_ev;
     int64_t due;                  /* monotonic ms of the earliest due item of the last pass */
-    char **todo;
-    size_t ntodo, captodo;
+    struct lcm_sidx *idx;         /* sessions to look at; built when leadership starts */
+    int running;                  /* leader and started */
+    int indexed;                  /* idx holds every session that needs attention */
+    int64_t next_rescan;          /* monotonic ms of the next full re-index */
+    int sub;                      /* store change subscription, or -1 */
     const char *lds_prefix, *grading_prefix;   /* CloudEvent type prefixes (config) */
 };
 
@@ -2110,26 +2119,87 @@ static int settled(struct lcm_sessions_ctl *c, const struct lcm_session *s)
            !(lds_needs_release(s) && !step_over(c, s, LCM_STEP_RELEASE_LDS));
 }
 
-static int collect_todo(const char *id, const void *st, void *ud)
+/* ---- which sessions a pass looks at ----------------------------------------------------- */
+
+enum { WATCH_NONE = -1, WATCH_ACTIVE = 0 };
+
+/* When the controller must look at s again: WATCH_ACTIVE (every pass), a wall time (only the
+ * clock can make it act before then: a pending/scheduled session before its boot lead or
+ * expiry, a stopped one before it is archived), or WATCH_NONE (nothing left to do until it
+ * changes). Mirrors decide(): what it does for a waiting session depends on the clock and
+ * on the session's own state, and every change of that state comes through the feed. */
+static int64_t watch(struct lcm_sessions_ctl *c, const struct lcm_session *s, int64_t now)
+{
+    if (settled(c, s))
+        return WATCH_NONE;
+    if (lcm_ctl_claimed(c->app->ctl, "session", s->id) ||
+        (s->desired_status == LCM_SS_TERMINATED && s->status != LCM_SS_TERMINATED))
+        return WATCH_ACTIVE;
+    const struct lcm_time_params *tp = &c->p.tp;
+    int64_t t[3];
+    size_t n = 0;
+    switch (s->status) {
+    case LCM_SS_PENDING:
+    case LCM_SS_SCHEDULED:
+        /* the times at which lcm_session_deadline_action / _due_to_instantiate turn */
+        if (s->start)
+            t[n++] = s->start + (int64_t)tp->grace_minutes * 60 + 1;
+        if (s->end)
+            t[n++] = s->end;
+        if (s->status == LCM_SS_SCHEDULED) {
+            int64_t lead = s->boot_lead_minutes >= 0 ? s->boot_lead_minutes
+                                                     : tp->default_boot_lead_minutes;
+            if (!s->start)
+                return WATCH_ACTIVE;
+            t[n++] = s->start - lead * 60;
+        }
+        break;
+    case LCM_SS_STOPPED:
+        t[n++] = s->updated_at + c->p.archive_after_s;
+        break;
+    default:
+        return WATCH_ACTIVE;
+    }
+    int64_t next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] <= now)
+            return WATCH_ACTIVE;
+        if (!next || t[i] < next)
+            next = t[i];
+    }
+    return next ? next : WATCH_NONE;
+}
+
+/* Files s in the index by watch(); drops its in-memory companion once it is settled. */
+static void index_one(struct lcm_sessions_ctl *c, const char *id, const struct lcm_session *s,
+                      int64_t now)
+{
+    int64_t w = s ? watch(c, s, now) : WATCH_NONE;
+    if (w == WATCH_NONE) {
+        lcm_sidx_remove(c->idx, id);
+        if (!s || settled(c, s))
+            rt_drop(c, id);
+    } else if (w == WATCH_ACTIVE) {
+        lcm_sidx_activate(c->idx, id);
+    } else {
+        lcm_sidx_park(c->idx, id, w);
+    }
+}
+
+static int index_each(const char *id, const void *st, void *ud)
 {
     struct lcm_sessions_ctl *c = ud;
-    const struct lcm_session *s = st;
-    if (settled(c, s)) {
-        if (rt_get(c, id, 0))
-            rt_drop(c, id);
-        return 0;
-    }
-    if (c->ntodo == c->captodo) {
-        size_t nc = c->captodo ? c->captodo * 2 : 64;
-        char **n = realloc(c->todo, nc * sizeof(*n));
-        if (!n)
-            return 1;
-        c->todo = n;
-        c->captodo = nc;
-    }
-    if ((c->todo[c->ntodo] = strdup(id)))
-        c->ntodo++;
+    index_one(c, id, st, wall());
     return 0;
+}
+
+/* The one O(all sessions) walk: on becoming leader and every RESCAN_MS. */
+static void index_rebuild(struct lcm_sessions_ctl *c)
+{
+    lcm_sidx_clear(c->idx);
+    lcm_store_each(c->app->store, "session", index_each, c);
+    c->indexed = 1;
+    c->next_rescan = mono_ms() + RESCAN_MS;
 }
 
 static void arm(struct lcm_sessions_ctl *c)
@@ -2149,20 +2219,33 @@ static void arm(struct lcm_sessions_ctl *c)
 static void reconcile(void *ud)
 {
     struct lcm_sessions_ctl *c = ud;
-    if (!c->app->plugins)
+    if (!c->app->plugins || !c->running)
         return;
     c->due = 0;
-    c->ntodo = 0;
-    lcm_store_each(c->app->store, "session", collect_todo, c);
-    for (size_t i = 0; i < c->ntodo; i++) {
-        const struct lcm_session *s = get_s(c, c->todo[i]);
-        if (s && lcm_ctl_is_leader(c->app->ctl))
+    if (!c->indexed || mono_ms() >= c->next_rescan)
+        index_rebuild(c);
+    int64_t now = wall();
+    lcm_sidx_wake_due(c->idx, now);
+    size_t n = 0;
+    char **ids = lcm_sidx_active_ids(c->idx, &n);
+    for (size_t i = 0; ids && i < n; i++) {
+        const struct lcm_session *s = get_s(c, ids[i]);
+        if (s && !settled(c, s) && lcm_ctl_is_leader(c->app->ctl))
             decide(c, s);
-        free(c->todo[i]);
+        /* the state decide() saw: what it started shows as a claim (active); what it
+         * committed comes back through the feed and files the session again */
+        index_one(c, ids[i], get_s(c, ids[i]), now);
     }
-    c->ntodo = 0;
+    lcm_sidx_ids_free(ids);
+    int64_t next = lcm_sidx_next(c->idx);
+    if (next)
+        due_wall(c, next, wall());
     lcm_metrics_set(c->app->metrics, "lcm_sessions_controller_due_ms", NULL,
                     c->due ? (double)(c->due - mono_ms()) : -1);
+    lcm_metrics_set(c->app->metrics, "lcm_sessions_controller_sessions", "state=\"active\"",
+                    (double)lcm_sidx_nactive(c->idx));
+    lcm_metrics_set(c->app->metrics, "lcm_sessions_controller_sessions", "state=\"parked\"",
+                    (double)lcm_sidx_nparked(c->idx));
     arm(c);
 }
 
@@ -2180,49 +2263,93 @@ static const char *after_prefix(const char *type, const char *prefix)
     return n && !strncmp(type, prefix, n) && type[n] == '.' ? type + n + 1 : NULL;
 }
 
-/* CloudEvents recorded on a session's stream (POST /api/v1/cloudevents) become signals. */
+/* The signal an LDS/grading CloudEvent recorded on a session's stream (POST
+ * /api/v1/cloudevents) gives the pipeline, or 0. */
+static unsigned cloudevent_signal(const struct lcm_sessions_ctl *c, const struct lcm_event *ev,
+                                  const char **type)
+{
+    *type = "";
+    if (!ev || !ev->type || strcmp(ev->type, "session.cloudevent_received") != 0 || !ev->data)
+        return 0;
+    const cJSON *ce = cJSON_GetObjectItemCaseSensitive(ev->data, "cloudevent");
+    const cJSON *ty = ce ? cJSON_GetObjectItemCaseSensitive(ce, "type") : NULL;
+    const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
+    *type = t;
+    /* <lds prefix>.session.<event>[.vN] and <grading prefix>.<event>[.vN], the prefixes
+     * being those POST /api/v1/cloudevents accepts */
+    const char *lr = after_prefix(t, c->lds_prefix), *gr = after_prefix(t, c->grading_prefix);
+    if (lr && (!strncmp(lr, "session.running", 15) || !strncmp(lr, "session.paused", 14)))
+        return SIG_RUNNING;
+    if (lr && (!strncmp(lr, "session.user-finished", 21) || !strncmp(lr, "session.ended", 13)))
+        return SIG_RUNNING | SIG_FINISHED;
+    if (gr && (!strncmp(gr, "completed", 9) || !strncmp(gr, "failed", 6)))
+        return SIG_GRADED;
+    return 0;
+}
+
+/* Every change folded into the read models (the controller framework's `interested` is
+ * skipped while a wake is pending, so signals and the index are kept from here). */
+static void on_change(const struct lcm_kind *kind, const char *id, const void *state,
+                      const struct lcm_event *ev, const char *feed_id, void *ud)
+{
+    struct lcm_sessions_ctl *c = ud;
+    (void)feed_id;
+    if (!c->running || kind != &lcm_kind_session)
+        return;
+    const char *t;
+    unsigned sig = cloudevent_signal(c, ev, &t);
+    struct rt *r = sig ? rt_get(c, id, 1) : NULL;
+    if (r) {
+        r->sigs |= sig;
+        r->not_before = 0;
+        lcm_info("sessions", "msg=\"cloudevent\" session=%s type=%s", id, t);
+    }
+    if (!c->indexed)
+        return;   /* the first pass builds the index from the read models */
+    int64_t now = wall();
+    index_one(c, id, state, now);
+    if (r)
+        lcm_sidx_activate(c->idx, id);
+    /* a parked session's time may be earlier than the deadline armed by the last pass */
+    int64_t at;
+    if (lcm_sidx_state(c->idx, id, &at) == 2) {
+        int64_t before = c->due;
+        due_wall(c, at, now);
+        if (c->due != before)
+            arm(c);
+    }
+}
+
+/* A pass soon only for a session that needs one now; a booking ahead (parked) or one with
+ * nothing left to do (archived) only updates the index, so a burst of bookings does not make
+ * the controller walk anything. */
 static int interested(void *ud, const struct lcm_kind *kind, const char *id, const void *state,
                       const struct lcm_event *ev)
 {
     struct lcm_sessions_ctl *c = ud;
-    (void)state;
-    if (strcmp(kind->name, "session") != 0)
+    (void)id;
+    if (kind != &lcm_kind_session)
         return 0;
-    if (ev && ev->type && !strcmp(ev->type, "session.cloudevent_received") && ev->data) {
-        const cJSON *ce = cJSON_GetObjectItemCaseSensitive(ev->data, "cloudevent");
-        const cJSON *ty = ce ? cJSON_GetObjectItemCaseSensitive(ce, "type") : NULL;
-        const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
-        unsigned sig = 0;
-        /* <lds prefix>.session.<event>[.vN] and <grading prefix>.<event>[.vN], the prefixes
-         * being those POST /api/v1/cloudevents accepts */
-        const char *lr = after_prefix(t, c->lds_prefix), *gr = after_prefix(t, c->grading_prefix);
-        if (lr && (!strncmp(lr, "session.running", 15) || !strncmp(lr, "session.paused", 14)))
-            sig = SIG_RUNNING;
-        else if (lr && (!strncmp(lr, "session.user-finished", 21) ||
-                        !strncmp(lr, "session.ended", 13)))
-            sig = SIG_RUNNING | SIG_FINISHED;
-        else if (gr && (!strncmp(gr, "completed", 9) || !strncmp(gr, "failed", 6)))
-            sig = SIG_GRADED;
-        struct rt *r = sig ? rt_get(c, id, 1) : NULL;
-        if (r) {
-            r->sigs |= sig;
-            r->not_before = 0;
-            lcm_info("sessions", "msg=\"cloudevent\" session=%s type=%s", id, t);
-        }
-    }
-    return 1;
+    const char *t;
+    if (cloudevent_signal(c, ev, &t))
+        return 1;
+    return !state || watch(c, state, wall()) == WATCH_ACTIVE;
 }
 
 static void start(void *ud)
 {
     struct lcm_sessions_ctl *c = ud;
+    c->running = 1;
+    c->indexed = 0;   /* built by the first pass, from the read models as they are now */
     lcm_info("sessions", "msg=\"sessions controller started\"");
-    (void)c;
 }
 
 static void stop(void *ud)
 {
     struct lcm_sessions_ctl *c = ud;
+    c->running = 0;
+    c->indexed = 0;
+    lcm_sidx_clear(c->idx);
     if (c->deadline_ev)
         event_del(c->deadline_ev);
 }
@@ -2263,6 +2390,8 @@ int lcm_sessions_ctl_init(struct lcm_app *app, char *err, size_t errlen)
     c->lds_prefix = lcm_config_str(app->cfg, "cloudevents_lds_prefix");
     c->grading_prefix = lcm_config_str(app->cfg, "cloudevents_grading_prefix");
     c->deadline_ev = evtimer_new(app->base, deadline_cb, c);
+    c->idx = lcm_sidx_new();
+    c->sub = -1;
     lcm_metrics_declare(app->metrics, "lcm_pipeline_step_seconds", LCM_METRIC_HISTOGRAM,
                         "Duration of session pipeline steps, from started to done");
     lcm_metrics_declare(app->metrics, "lcm_pipeline_step_failures_total", LCM_METRIC_COUNTER,
@@ -2271,14 +2400,22 @@ int lcm_sessions_ctl_init(struct lcm_app *app, char *err, size_t errlen)
                         "Sessions that reused a wiped lab instead of importing");
     lcm_metrics_declare(app->metrics, "lcm_sessions_controller_due_ms", LCM_METRIC_GAUGE,
                         "Milliseconds until the sessions controller's next deadline (-1 none)");
+    lcm_metrics_declare(app->metrics, "lcm_sessions_controller_sessions", LCM_METRIC_GAUGE,
+                        "Sessions the sessions controller looks at on every pass (active) or "
+                        "at a later time (parked)");
     struct lcm_controller def = { .name = NAME,
                                   .sweep_ms = (unsigned)cfg_int(app, "session_sweep_ms"),
                                   .start = start, .stop = stop, .reconcile = reconcile,
                                   .interested = interested };
-    if (!c->deadline_ev || lcm_ctl_register(app->ctl, &def, c) < 0) {
+    if (!c->deadline_ev || !c->idx ||
+        (c->sub = lcm_store_subscribe(app->store, on_change, c)) < 0 ||
+        lcm_ctl_register(app->ctl, &def, c) < 0) {
         snprintf(err, errlen, "cannot register the sessions controller");
+        if (c->sub >= 0)
+            lcm_store_unsubscribe(app->store, c->sub);
         if (c->deadline_ev)
             event_free(c->deadline_ev);
+        lcm_sidx_free(c->idx);
         free(c);
         return -1;
     }
@@ -2302,8 +2439,8 @@ void lcm_sessions_ctl_free(struct lcm_app *app)
             c->rt[i] = n;
         }
     }
-    for (size_t i = 0; i < c->ntodo; i++)
-        free(c->todo[i]);
-    free(c->todo);
+    if (c->sub >= 0 && app->store)
+        lcm_store_unsubscribe(app->store, c->sub);
+    lcm_sidx_free(c->idx);
     free(c);
 }

@@ -297,6 +297,62 @@ def test_kill9_mid_instantiation():
         http_json("PATCH", f"{r.cml.url}/_sim/config", {"import_ms": 100})
 
 
+def controller_gauges(r):
+    import urllib.request
+    text = urllib.request.urlopen(f"{r.lcmd.url}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        for state in ("active", "parked"):
+            if line.startswith(f'lcm_sessions_controller_sessions{{state="{state}"}}'):
+                out[state] = float(line.split()[-1])
+    return out
+
+
+def test_many_sessions_pass_looks_at_active_only():
+    """2,000 sessions booked a day ahead and 500 terminated ones: the controller files the
+    booked ones as parked (looked at when their clock turns) and forgets the finished ones, so
+    a pass walks only what is active; a parked session whose time comes is still acted on."""
+    import http.client
+    r = rig()
+    did = "def-eval"   # nothing can place it: the sessions stay pending
+    c = http.client.HTTPConnection("127.0.0.1", r.lcm_port, timeout=30)
+    h = {"Authorization": "Bearer " + r.lcmd.ADMIN, "Content-Type": "application/json"}
+
+    def call(method, path, body):
+        c.request(method, path, json.dumps(body), h)
+        resp = c.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+
+    base = int(time.time()) + 86400
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))   # noqa: E731
+    t0 = time.time()
+    for i in range(2500):
+        st = base + (i % 500) * 60
+        code, doc = call("POST", "/api/v1/sessions", {"definition_id": did, "timeslot": {
+            "start": iso(st), "end": iso(st + 3600)}})
+        check(code == 201, f"book {i}: {code} {doc}")
+        if i >= 2000:
+            code, doc = call("POST", f"/api/v1/sessions/{doc['id']}/terminate", {})
+            check(code == 200 and doc["status"] == "terminated", f"terminate: {code} {doc}")
+    print(f"   booked 2000 + terminated 500 in {time.time() - t0:.1f}s", flush=True)
+    # one that expires in 2 s (grace 0): parked until then, then expired by the controller
+    now = int(time.time())
+    code, soon = call("POST", "/api/v1/sessions", {"definition_id": did, "timeslot": {
+        "start": iso(now + 2), "end": iso(now + 600)}})
+    check(code == 201, f"book soon: {code} {soon}")
+    g = wait_until(lambda: (lambda x: x if x.get("parked", 0) >= 2001 else None)(controller_gauges(r)),
+                   timeout=20, what="sessions parked")
+    check(g["active"] <= 10, f"a pass should look at the active sessions only: {g}")
+    s = r.wait_status("session", soon["id"], ("expired", "archived"), timeout=20)
+    check(any("missed" in (h_.get("reason") or "") for h_ in s["status_history"]), s["status_history"])
+    # the restart rebuilds the index from the read models (kill -9: nothing kept in memory)
+    r.restart_lcmd()
+    g = wait_until(lambda: (lambda x: x if x.get("parked", 0) >= 2000 else None)(controller_gauges(r)),
+                   timeout=20, what="sessions parked after restart")
+    check(g["active"] <= 10, f"after restart: {g}")
+    c.close()
+
+
 def test_shutdown_clean():
     r = rig()
     proc = r.lcmd.proc
@@ -311,4 +367,5 @@ if __name__ == "__main__":
                test_expiry_of_running_session, test_session_without_lds_or_grading,
                test_terminate_at_every_state, test_lds_down_during_provisioning,
                test_grading_failure, test_duplicate_and_out_of_order_cloudevents,
-               test_kill9_mid_instantiation, test_shutdown_clean])
+               test_kill9_mid_instantiation, test_many_sessions_pass_looks_at_active_only,
+               test_shutdown_clean])
