@@ -154,3 +154,79 @@ struct lcm_redis *th_connect(struct event_base *base, const char *url)
     }
     return r;
 }
+
+/* ---- canonical snapshot of hashes and indexes ---------------------------------------- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void sb_add(struct sbuf *b, const char *a, const char *c)
+{
+    size_t n = strlen(a) + strlen(c) + 2;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            abort();
+        b->p = np;
+        b->cap = cap;
+    }
+    b->len += (size_t)snprintf(b->p + b->len, b->cap - b->len, "%s%s\n", a, c);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts the pairs (k, v) of a flat array of n pairs by k. */
+static int cmp_pair(const void *a, const void *b)
+{
+    return strcmp(((char *const *)a)[0], ((char *const *)b)[0]);
+}
+
+char *th_snapshot(redisContext *c)
+{
+    struct sbuf b = { 0 };
+    sb_add(&b, "", "");
+    redisReply *keys = th_cmd(c, "KEYS lcm:*");
+    size_t n = keys ? keys->elements : 0;
+    char **names = calloc(n + 1, sizeof(*names));
+    for (size_t i = 0; i < n; i++)
+        names[i] = keys->element[i]->str;
+    qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *t = th_cmd(c, "TYPE %s", names[i]);
+        redisReply *v = NULL;
+        int hash = strcmp(t->str, "hash") == 0, set = strcmp(t->str, "set") == 0;
+        if (hash)
+            v = th_cmd(c, "HGETALL %s", names[i]);
+        else if (set)
+            v = th_cmd(c, "SORT %s ALPHA", names[i]);
+        else if (strcmp(t->str, "zset") == 0)
+            v = th_cmd(c, "ZRANGE %s 0 -1 WITHSCORES", names[i]);
+        if (v) {
+            size_t m = v->elements;
+            char **el = calloc(m + 1, sizeof(*el));
+            for (size_t k = 0; k < m; k++)
+                el[k] = v->element[k]->str;
+            if (hash)
+                qsort(el, m / 2, 2 * sizeof(*el), cmp_pair);
+            char head[600];
+            snprintf(head, sizeof(head), "%s %s", t->str, names[i]);
+            sb_add(&b, head, "");
+            for (size_t k = 0; k < m; k++)
+                sb_add(&b, "  ", el[k]);
+            free(el);
+            freeReplyObject(v);
+        }
+        freeReplyObject(t);
+    }
+    free(names);
+    freeReplyObject(keys);
+    return b.p;
+}

@@ -28,5 +28,8 @@ int th_run_until(struct event_base *base, const int *flag, long timeout_ms);
 /* Connects an lcm_redis and waits for the connection. NULL on failure. */
 struct lcm_redis *th_connect(struct event_base *base, const char *url);
 double th_now_ms(void);
+/* Canonical text of every lcm:* hash, set and sorted set (names sorted, hash fields sorted,
+ * set members sorted); streams and strings are left out. Caller frees. */
+char *th_snapshot(redisContext *c);
 
 #endif

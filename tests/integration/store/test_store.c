@@ -460,13 +460,129 @@ static void test_invalid(void **state)
     /* the server validates too (raw FCALL as an operator might type it) */
     redisReply *r = th_cmd(E.sync, "FCALL lcm_append 4 lcm:leader lcm:feed lcm:{note:z} "
                            "lcm:{note:z}:events 1 \"\" 100 1 note z 0 1 0 0 0 0 t at by notjson");
-    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);   /* an old protocol: refused as a whole */
     assert_non_null(strstr(r->str, "INVALID"));
+    freeReplyObject(r);
+    /* the current protocol with a bad event in one group: that group alone is refused */
+    static const char sizes[6] = { 0, 1, 0, 6, 0, 2 }, counts[11] = { 0, 1, 0, 0, 0, 0, 0, 0,
+                                                                       0, 0, '0' };
+    const char *argv[] = { "FCALL", "lcm_append", "4", "lcm:leader", "lcm:feed", "lcm:{note:z}",
+                           "lcm:{note:z}:events", "2", "100", "1", "", sizes, counts, "t", "1",
+                           "at", "by", "notjson" };
+    size_t lens[18];
+    for (int i = 0; i < 18; i++)
+        lens[i] = strlen(argv[i]);
+    lens[11] = 6;
+    lens[12] = 11;
+    r = redisCommandArgv(E.sync, 18, argv, lens);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 1);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->element[0]->str, "INVALID"));
+    assert_non_null(strstr(r->element[0]->str, "JSON object"));
+    freeReplyObject(r);
+    assert_int_equal(sync_int("EXISTS %s", "lcm:{note:z}:events"), 0);
+    inst_close(&a);
+}
+
+/* ---- group commit -------------------------------------------------------------------- */
+
+static void write1(struct inst *in, const char *id, uint64_t expected, const char *data,
+                   const char *idx_key, const char *uniq, const char *fence, struct res *x)
+{
+    struct lcm_store_event ev = { "note.set", data, NULL, "gc" };
+    struct lcm_store_field f = { "status", "s" };
+    struct lcm_store_index_op ix = { idx_key, 0, 0, 0, NULL, 0 };
+    struct lcm_store_unique u = { uniq, NULL, 0, 0 };
+    struct lcm_store_write w = { "note", id, expected, &ev, 1, &f, 1, idx_key ? &ix : NULL,
+                                 idx_key ? 1 : 0, uniq ? &u : NULL, uniq ? 1 : 0 };
+    memset(x, 0, sizeof(*x));
+    assert_int_equal(lcm_store_append(in->s, &w, 1, fence, done_cb, x), 0);
+}
+
+/* Appends queued while calls are in flight leave together in one FCALL; each stays atomic on
+ * its own and is refused or written independently of its neighbours, in order. */
+static void test_group_commit(void **state)
+{
+    (void)state;
+    struct inst a;
+    inst_open(&a, 0);
+    redisReply *r = th_cmd(E.sync, "FCALL lcm_lease_acquire 2 lcm:leader lcm:leader:epoch h1 60000");
+    char tok[32];
+    snprintf(tok, sizeof(tok), "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(th_cmd(E.sync, "SET lcm:idx:note:broken oops"));
+    freeReplyObject(th_cmd(E.sync, "CONFIG RESETSTAT"));
+
+    struct res x[12];
+    write1(&a, "c0", 0, "{\"a\":\"1\"}", NULL, NULL, NULL, &x[0]);
+    write1(&a, "c1", 0, "{\"a\":\"1\"}", NULL, NULL, NULL, &x[1]);
+    /* from here on they queue behind the two in flight */
+    write1(&a, "c0", 1, "{\"a\":\"2\"}", NULL, NULL, NULL, &x[2]);    /* after x[0]: ok */
+    write1(&a, "c0", 1, "{\"a\":\"3\"}", NULL, NULL, NULL, &x[3]);    /* stale: CONFLICT */
+    write1(&a, "c2", 0, "{\"a\":\"1\"}", NULL, NULL, "999", &x[4]);   /* FENCED */
+    write1(&a, "c3", 0, "{\"a\":\"1\"}", NULL, NULL, tok, &x[5]);     /* fenced, current: ok */
+    write1(&a, "c4", 0, "{\"a\":\"1\"}", "lcm:idx:note:broken", NULL, NULL, &x[6]); /* INVALID */
+    write1(&a, "c5", 0, "[1]", NULL, NULL, NULL, &x[7]);             /* INVALID (data) */
+    write1(&a, "c6", 0, "{\"a\":\"1\"}", NULL, "gc:R-1", NULL, &x[8]); /* ok */
+    write1(&a, "c7", 0, "{\"a\":\"1\"}", NULL, "gc:R-1", NULL, &x[9]); /* DUPLICATE */
+    /* a multi-aggregate group whose second write is refused writes neither */
+    struct lcm_store_event ev = { "note.set", "{\"a\":\"1\"}", NULL, "gc" };
+    struct lcm_store_index_op bad = { "lcm:idx:note:broken", 0, 0, 0, NULL, 0 };
+    struct lcm_store_write two[2] = {
+        { "note", "c8", 0, &ev, 1, NULL, 0, NULL, 0, NULL, 0 },
+        { "note", "c9", 0, &ev, 1, NULL, 0, &bad, 1, NULL, 0 },
+    };
+    memset(&x[10], 0, sizeof(x[10]));
+    assert_int_equal(lcm_store_append(a.s, two, 2, NULL, done_cb, &x[10]), 0);
+    write1(&a, "c0", 2, "{\"a\":\"4\"}", NULL, NULL, NULL, &x[11]);   /* after x[2]: ok */
+
+    double t0 = th_now_ms();
+    int all = 0;
+    while (!all && th_now_ms() - t0 < 5000) {
+        event_base_loop(E.base, EVLOOP_ONCE);
+        all = 1;
+        for (int i = 0; i < 12; i++)
+            all &= x[i].done == 1;
+    }
+    assert_true(all);
+    static const int want[12] = { 0, 0, 0, LCM_STORE_ECONFLICT, LCM_STORE_EFENCED, 0,
+                                  LCM_STORE_EINVALID, LCM_STORE_EINVALID, 0,
+                                  LCM_STORE_EDUPLICATE, LCM_STORE_EINVALID, 0 };
+    for (int i = 0; i < 12; i++) {
+        if (x[i].status != want[i])
+            fprintf(stderr, "append %d: %d %s\n", i, x[i].status, x[i].msg);
+        assert_int_equal(x[i].status, want[i]);
+    }
+    assert_int_equal(x[3].current, 2);
+    assert_int_equal(x[11].nv, 1);
+    assert_int_equal(x[11].versions[0], 3);
+    assert_string_equal(x[9].holder, "lcm:uniq:gc:R-1 c6");
+    /* fewer calls than appends: the queued ones went together */
+    r = th_cmd(E.sync, "INFO commandstats");
+    const char *fc = strstr(r->str, "cmdstat_fcall:calls=");
+    assert_non_null(fc);
+    long calls = atol(fc + 20);
+    freeReplyObject(r);
+    assert_true(calls >= 2 && calls <= 4);
+    /* what was refused left nothing behind; what succeeded is all there */
+    static const char *const absent[] = { "lcm:{note:c2}", "lcm:{note:c4}", "lcm:{note:c5}",
+                                          "lcm:{note:c7}", "lcm:{note:c8}", "lcm:{note:c9}",
+                                          "lcm:{note:c8}:events", "lcm:{note:c9}:events",
+                                          "lcm:{note:c4}:events" };
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        assert_int_equal(sync_int("EXISTS %s", absent[i]), 0);
+    assert_int_equal(sync_int("HGET lcm:{note:c0} %s", "version"), 3);
+    assert_int_equal(sync_int("XLEN %s", "lcm:{note:c0}:events"), 3);
+    assert_int_equal(sync_int("HGET lcm:{note:c3} %s", "version"), 1);
+    assert_int_equal(sync_int("XLEN %s", "lcm:feed"), 3 + 1 + 1 + 1);   /* c0 ×3, c1, c3, c6 */
+    r = th_cmd(E.sync, "GET lcm:idx:note:broken");
+    assert_string_equal(r->str, "oops");
     freeReplyObject(r);
     inst_close(&a);
 }
 
-/* ---- feed following ------------------------------------------------------------------ */
+/* ---- feed following-------------------------------------------------------------- */
 
 struct seen {
     int n;
@@ -741,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup(test_fencing, flush),
         cmocka_unit_test_setup(test_uniques, flush),
         cmocka_unit_test_setup(test_invalid, flush),
+        cmocka_unit_test_setup(test_group_commit, flush),
         cmocka_unit_test_setup(test_feed_follow, flush),
         cmocka_unit_test_setup(test_malformed_entries, flush),
         cmocka_unit_test_setup(test_rebuild, flush),
