@@ -343,6 +343,7 @@ def main():
     a.bin = os.path.join(a.build, "bin")
     harness.BUILD_DIR = a.build
     t_all = time.monotonic()
+    load0 = os.getloadavg()
     if not a.no_build:
         ensure_build(a.build)
     names = [n for n in (a.only.split(",") if a.only else BENCHES) if n]
@@ -367,11 +368,15 @@ def main():
         cells = [r["bench"], r["figure"], fmt(r["value"]), fmt(r["baseline"]), fmt(r["ratio"]), r["goal"] or "-",
                  "-" if r["met"] is None else ("yes" if r["met"] else "NO")]
         say("".join(c.ljust(x) if i < 2 else c.rjust(x) for i, (c, x) in enumerate(zip(cells, w))))
-    say(f"\ntotal {total:.0f} s ({', '.join(f'{k} {v}s' for k, v in times.items())})"
+    load1 = os.getloadavg()
+    say(f"\nload average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at end on {os.cpu_count()} CPUs"
+        " (other work on the machine lowers every figure; ratios suffer less)")
+    say(f"total {total:.0f} s ({', '.join(f'{k} {v}s' for k, v in times.items())})"
         + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     doc = {"bench": "all", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "quick": a.quick, "build": a.build, "cpus": os.cpu_count(), "seconds": round(total, 1),
+           "loadavg_start": load0, "loadavg_end": load1,
            "times": times, "failed": failed, "rows": ROWS, "results": RESULTS}
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1, default=str)
