@@ -1,7 +1,9 @@
 /* Store benchmark: events appended per second through lcm_store_append (one event per atomic
  * append, hash + index + feed updated) vs raw pipelined XADD of the same entry, both against
- * the same private redis-server in the same run; then rebuild time for 100k and 1M events.
- * Prints a table and one JSON object (last line). Usage: bench_store [--quick] */
+ * the same private redis-server in the same run, alternated over several rounds (medians, so
+ * that a machine shared with other work skews both sides alike), with Redis's own CPU time per
+ * event; then rebuild time for 100k and 1M events. Prints a table and one JSON object (last
+ * line). Usage: bench_store [--quick] [--rounds N] */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -20,6 +22,51 @@
 
 static struct event_base *base;
 static struct th_redis srv;
+
+/* Redis main-thread CPU seconds so far (INFO cpu), or -1. */
+static double redis_cpu(void)
+{
+    redisContext *c = th_sync(&srv);
+    redisReply *r = c ? redisCommand(c, "INFO cpu") : NULL;
+    double u = -1, sy = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *a = strstr(r->str, "used_cpu_user_main_thread:");
+        const char *b = strstr(r->str, "used_cpu_sys_main_thread:");
+        if (a && b) {
+            u = atof(a + strlen("used_cpu_user_main_thread:"));
+            sy = atof(b + strlen("used_cpu_sys_main_thread:"));
+        }
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return u < 0 ? -1 : u + sy;
+}
+
+static long fcall_calls(void)
+{
+    redisContext *c = th_sync(&srv);
+    redisReply *r = c ? redisCommand(c, "INFO commandstats") : NULL;
+    long n = 0;
+    const char *f = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_fcall:calls=")
+                                                       : NULL;
+    if (f)
+        n = atol(f + strlen("cmdstat_fcall:calls="));
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 /* ---- raw pipelined XADD ------------------------------------------------------------ */
 
@@ -163,7 +210,15 @@ static double bench_rebuild(struct lcm_store *s, long events, size_t *aggs)
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0, rounds = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+    }
+    if (rounds < 1 || rounds > 15)
+        rounds = quick ? 1 : 3;
     long n_append = quick ? 20000 : 200000;
     long rb_big = quick ? 100000 : 1000000;
     lcm_log_set_level(LCM_LOG_WARN);
@@ -182,8 +237,24 @@ int main(int argc, char **argv)
     }
     /* warm up (loads the function, allocates) */
     run_appends(s, "warm", 2000, 100, 1);
-    double raw = bench_raw(n_append);
-    double store = run_appends(s, "a", n_append, 1000, 1);
+    /* raw, store, raw, store, …, raw: each store round between two raw ones */
+    double raw[16], store[16], ratio[16], raw_cpu[16], store_cpu[16];
+    long fc0 = fcall_calls();
+    for (int i = 0; i <= rounds; i++) {
+        double c0 = redis_cpu();
+        raw[i] = bench_raw(n_append);
+        raw_cpu[i] = (redis_cpu() - c0) * 1e6 / (double)n_append;
+        if (i == rounds)
+            break;
+        char prefix[16];
+        snprintf(prefix, sizeof(prefix), "a%d_", i);
+        c0 = redis_cpu();
+        store[i] = run_appends(s, prefix, n_append, 1000, 1);
+        store_cpu[i] = (redis_cpu() - c0) * 1e6 / (double)n_append;
+    }
+    double appends_per_fcall = (double)(n_append * rounds) / (double)(fcall_calls() - fc0);
+    for (int i = 0; i < rounds; i++)
+        ratio[i] = store[i] / ((raw[i] + raw[i + 1]) / 2);
     if (getenv("BENCH_STORE_STATS")) {
         redisContext *c = th_sync(&srv);
         redisReply *st = redisCommand(c, "INFO commandstats");
@@ -191,22 +262,31 @@ int main(int argc, char **argv)
         freeReplyObject(st);
         redisFree(c);
     }
-    double raw2 = bench_raw(n_append);   /* again, so that drift shows */
-    double raw_avg = (raw + raw2) / 2;
+    double raw_m = median(raw, rounds + 1), store_m = median(store, rounds);
+    double ratio_m = median(ratio, rounds);
+    double raw_cpu_m = median(raw_cpu, rounds + 1), store_cpu_m = median(store_cpu, rounds);
     size_t aggs100k = 0, aggs1m = 0;
     double rb100k = bench_rebuild(s, 100000, &aggs100k);
     double rb1m = bench_rebuild(s, rb_big, &aggs1m);
 
-    printf("%-44s %14s\n", "measure", "value");
-    printf("%-44s %14.0f\n", "raw pipelined XADD (events/s)", raw_avg);
-    printf("%-44s %14.0f\n", "lcm_store_append, 1 event/append (events/s)", store);
-    printf("%-44s %14.3f\n", "ratio store/raw (aim >= 0.35)", store / raw_avg);
-    printf("%-44s %14.3f\n", "rebuild 100k events (s)", rb100k);
-    printf("%-44s %14.3f\n", quick ? "rebuild 100k events again (s)" : "rebuild 1M events (s, aim <= 2.5)", rb1m);
-    printf("{\"bench\":\"store\",\"appends\":%ld,\"raw_xadd_eps\":%.0f,\"store_append_eps\":%.0f,"
-           "\"ratio\":%.3f,\"rebuild_100k_s\":%.3f,\"rebuild_100k_aggregates\":%zu,"
+    printf("%-52s %14s\n", "measure", "value");
+    printf("%-52s %14.0f\n", "raw pipelined XADD (events/s, median)", raw_m);
+    printf("%-52s %14.0f\n", "lcm_store_append, 1 event/append (events/s, median)", store_m);
+    printf("%-52s %14.3f\n", "ratio store/raw (median of rounds, aim >= 0.35)", ratio_m);
+    printf("%-52s %14.2f\n", "Redis CPU per raw XADD (us)", raw_cpu_m);
+    printf("%-52s %14.2f\n", "Redis CPU per store event (us)", store_cpu_m);
+    printf("%-52s %14.1f\n", "appends per FCALL (group commit)", appends_per_fcall);
+    printf("%-52s %14.3f\n", "rebuild 100k events (s)", rb100k);
+    printf("%-52s %14.3f\n", quick ? "rebuild 100k events again (s)" : "rebuild 1M events (s, aim <= 2.5)", rb1m);
+    printf("{\"bench\":\"store\",\"appends\":%ld,\"rounds\":%d,\"raw_xadd_eps\":%.0f,"
+           "\"store_append_eps\":%.0f,\"ratio\":%.3f,\"ratios\":[",
+           n_append, rounds, raw_m, store_m, ratio_m);
+    for (int i = 0; i < rounds; i++)
+        printf("%s%.3f", i ? "," : "", ratio[i]);
+    printf("],\"redis_cpu_us_per_raw_xadd\":%.2f,\"redis_cpu_us_per_store_event\":%.2f,"
+           "\"appends_per_fcall\":%.1f,\"rebuild_100k_s\":%.3f,\"rebuild_100k_aggregates\":%zu,"
            "\"rebuild_big_events\":%ld,\"rebuild_big_s\":%.3f,\"rebuild_big_aggregates\":%zu}\n",
-           n_append, raw_avg, store, store / raw_avg, rb100k, aggs100k, rb_big, rb1m, aggs1m);
+           raw_cpu_m, store_cpu_m, appends_per_fcall, rb100k, aggs100k, rb_big, rb1m, aggs1m);
     lcm_redis_free(r);
     lcm_store_free(s);
     event_base_free(base);
