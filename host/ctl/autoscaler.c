@@ -701,6 +701,16 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
             rej[nrej++].count = st.last_counts[r];
         }
     int cooldown = nowms < a->up_until_ms;
+    /* A worker whose instance runs but whose CML is not ready yet cannot take sessions, and
+     * unplaced sessions have not failed on it: for scale-up it is capacity on its way, like
+     * a starting one. Shown as "starting" so that the policy counts it instead of launching
+     * again while CML boots (restored for scale-down below). */
+    unsigned char *booting = calloc(f->n ? f->n : 1, 1);
+    for (size_t i = 0; booting && i < f->n; i++)
+        if (f->w[i] && f->w[i]->status == LCM_WK_RUNNING && !f->w[i]->cml.ready) {
+            booting[i] = 1;
+            cpy(f->v[i].status, sizeof f->v[i].status, "starting");
+        }
     struct lcm_policy_scale_up_in in = {
         .demand = dem, .n_demand = sc->ngroups, .rejections = rej, .n_rejections = nrej,
         .fleet = f->v, .n_fleet = f->n, .templates = t.v, .n_templates = t.n,
@@ -713,6 +723,10 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
     struct lcm_policy_eval_info info = { 0 };
     int rc = a->env.policy ? lcm_policy_scale_up(a->env.policy, NULL, &in, &out, &info)
                            : lcm_policy_builtin_scale_up(&in, &out);
+    for (size_t i = 0; booting && i < f->n; i++)
+        if (booting[i])
+            cpy(f->v[i].status, sizeof f->v[i].status, "running");
+    free(booting);
     if (rc < 0)
         goto out;
     if (cooldown && sc->unplaced > 0) {
