@@ -359,8 +359,9 @@ static void commit_one(struct lcm_api *a, struct lcm_req *r, const struct lcm_se
 }
 
 /* Terminating: a pending session holds nothing and ends at once (200); one that may hold a
- * worker, a lab or an LDS session gets desired_status terminated and the session controller
- * tears it down and records `terminated` (202). */
+ * worker, a lab or an LDS session gets desired_status terminated (with the caller and its
+ * reason, which the controller's `terminated` entry in status_history repeats) and the session
+ * controller tears it down and records `terminated` (202). */
 static void terminate(struct lcm_api *a, struct lcm_req *r, const struct lcm_session *s,
                       const char *reason)
 {
@@ -375,7 +376,7 @@ static void terminate(struct lcm_api *a, struct lcm_req *r, const struct lcm_ses
         rc = lcm_session_cmd_transition(s, LCM_SS_TERMINATED, reason && *reason ? reason : "terminated by API",
                                         api_by(r), api_now(), &evs, &e);
     else
-        rc = lcm_session_cmd_set_desired(s, LCM_SS_TERMINATED, api_by(r), api_now(), &evs, &e);
+        rc = lcm_session_cmd_request(s, LCM_SS_TERMINATED, reason, api_by(r), api_now(), &evs, &e);
     if (rc)
         api_problem_derr(r, &e);
     else

@@ -97,6 +97,7 @@ session = obj({
     "id": STR, "definition_id": STR, "definition_name": STR, "definition_version": STR,
     "owner": STR, "reservation_id": nullable("string"), "timeslot": timeslot,
     "status": {"enum": session_statuses}, "desired_status": {"enum": session_statuses},
+    "desired_reason": nullable("string"), "desired_by": nullable("string"),
     "boot_lead_minutes": INT, "lds_enabled": BOOL, "grading_enabled": BOOL,
     "worker_id": nullable("string"), "lab_record_id": nullable("string"), "cml_lab_id": nullable("string"),
     "ports": {"type": "object", "additionalProperties": INT},

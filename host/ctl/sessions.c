@@ -1999,21 +1999,34 @@ static int clock_rules(struct lcm_sessions_ctl *c, const struct lcm_session *s, 
     return 0;
 }
 
+/* The reason recorded for a transition an operator asked for through desired_status: who
+ * asked and why, as the request said (session.desired), so status_history shows it. */
+static const char *requested(const struct lcm_session *s, const char *what, char *buf, size_t cap)
+{
+    if (!s->desired_by && !s->desired_reason)
+        return what;
+    snprintf(buf, cap, "%s%s%.80s%s%.400s", what, s->desired_by ? " by " : "",
+             s->desired_by ? s->desired_by : "", s->desired_reason ? ": " : "",
+             s->desired_reason ? s->desired_reason : "");
+    return buf;
+}
+
 static void decide(struct lcm_sessions_ctl *c, const struct lcm_session *s)
 {
     int64_t now = wall();
     struct rt *r = rt_get(c, s->id, 0);
+    char why[512];
     if (lcm_ctl_claimed(c->app->ctl, "session", s->id))
         return;
     if (s->desired_status == LCM_SS_TERMINATED && s->status != LCM_SS_TERMINATED) {
-        transition(c, s, LCM_SS_TERMINATED, "terminate requested");
+        transition(c, s, LCM_SS_TERMINATED, requested(s, "terminate requested", why, sizeof(why)));
         return;
     }
     if (clock_rules(c, s, now))
         return;
     if (s->desired_status == LCM_SS_STOPPED && s->status >= LCM_SS_READY &&
         s->status <= LCM_SS_GRADING) {
-        transition(c, s, LCM_SS_STOPPING, "stop requested");
+        transition(c, s, LCM_SS_STOPPING, requested(s, "stop requested", why, sizeof(why)));
         return;
     }
     switch (s->status) {

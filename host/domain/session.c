@@ -84,6 +84,8 @@ static void ss_clear(struct lcm_session *s)
     free(s->grading.grading_session_id);
     free(s->grading.status);
     free(s->score.sections_json);
+    free(s->desired_reason);
+    free(s->desired_by);
     lcm_history_free(&s->history);
     free(s->created_by);
     memset(s, 0, sizeof *s);
@@ -115,7 +117,8 @@ size_t lcm_session_mem(const struct lcm_session *s)
                slen(s->user_session.lds_session_id) + slen(s->user_session.login_url) +
                slen(s->user_session.devices_json) + slen(s->user_session.status) +
                slen(s->grading.grading_session_id) + slen(s->grading.status) +
-               slen(s->score.sections_json) + slen(s->created_by) + lcm_history_mem(&s->history);
+               slen(s->score.sections_json) + slen(s->desired_reason) + slen(s->desired_by) +
+               slen(s->created_by) + lcm_history_mem(&s->history);
     b += (size_t)s->nports * sizeof *s->ports;
     for (uint16_t i = 0; i < s->nports; i++)
         b += slen(s->ports[i].name);
@@ -145,6 +148,8 @@ static cJSON *ss_json(const struct lcm_session *s)
         !(ts = cJSON_AddObjectToObject(o, "timeslot")) || lcm_jx_put_time(ts, "start", s->start) ||
         lcm_jx_put_time(ts, "end", s->end) || lcm_jx_put_str(o, "status", lcm_fsm_name(m, s->status)) ||
         lcm_jx_put_str(o, "desired_status", lcm_fsm_name(m, s->desired_status)) ||
+        lcm_jx_put_str(o, "desired_reason", s->desired_reason) ||
+        lcm_jx_put_str(o, "desired_by", s->desired_by) ||
         lcm_jx_put_i64(o, "boot_lead_minutes", s->boot_lead_minutes) ||
         lcm_jx_put_bool(o, "lds_enabled", s->lds_enabled) ||
         lcm_jx_put_bool(o, "grading_enabled", s->grading_enabled) ||
@@ -303,7 +308,9 @@ static int ss_load(const cJSON *o, struct lcm_session *s, char *err, size_t errl
         str_field(o, "owner", &s->owner) || str_field(o, "reservation_id", &s->reservation_id) ||
         str_field(o, "worker_id", &s->worker_id) ||
         str_field(o, "lab_record_id", &s->lab_record_id) ||
-        str_field(o, "cml_lab_id", &s->cml_lab_id) || str_field(o, "created_by", &s->created_by))
+        str_field(o, "cml_lab_id", &s->cml_lab_id) || str_field(o, "created_by", &s->created_by) ||
+        str_field(o, "desired_reason", &s->desired_reason) ||
+        str_field(o, "desired_by", &s->desired_by))
         goto bad;
     if (lcm_jx_nested(o, "timeslot", &x, &tmp) != 1 || lcm_jx_time(x, "start", &s->start) < 0 ||
         lcm_jx_time(x, "end", &s->end) < 0)
@@ -555,15 +562,27 @@ int lcm_session_cmd_set_desired(const struct lcm_session *s, enum lcm_session_st
                                 const char *by, int64_t now, struct lcm_events *out,
                                 struct lcm_derr *err)
 {
+    return lcm_session_cmd_request(s, desired, NULL, by, now, out, err);
+}
+
+int lcm_session_cmd_request(const struct lcm_session *s, enum lcm_session_status desired,
+                            const char *reason, const char *by, int64_t now,
+                            struct lcm_events *out, struct lcm_derr *err)
+{
     if (known(s, err))
         return err->code;
     if (desired != LCM_SS_RUNNING && desired != LCM_SS_STOPPED && desired != LCM_SS_TERMINATED)
         return lcm_derr_set(err, LCM_DERR_INVALID, "desired_status",
                             "desired_status must be running, stopped or terminated");
+    if (reason && *reason && !lcm_text_ok(reason, 400, 1))
+        return lcm_derr_set(err, LCM_DERR_INVALID, "reason",
+                            "reason must be at most 400 printable characters");
+    /* the first request stands: asking again (with another reason) changes nothing */
     if (s->desired_status == desired)
         return 0;
     cJSON *d = cJSON_CreateObject();
-    if (d && lcm_jx_put_str(d, "desired_status", lcm_fsm_name(&lcm_fsm_session, (int)desired))) {
+    if (d && (lcm_jx_put_str(d, "desired_status", lcm_fsm_name(&lcm_fsm_session, (int)desired)) ||
+              (reason && *reason && lcm_jx_put_str(d, "reason", reason)))) {
         cJSON_Delete(d);
         d = NULL;
     }
@@ -840,7 +859,11 @@ static int k_apply(void *state, const struct lcm_event *ev, char *err, size_t er
             s->end = end;
     } else if (!strcmp(t, "desired")) {
         int ds = lcm_jx_str(d, "desired_status", &v) == 1 ? lcm_fsm_parse(m, v) : -1;
-        rc = (ds == LCM_SS_RUNNING || ds == LCM_SS_STOPPED || ds == LCM_SS_TERMINATED) ? 0 : -1;
+        const char *why = NULL;
+        rc = (ds == LCM_SS_RUNNING || ds == LCM_SS_STOPPED || ds == LCM_SS_TERMINATED) &&
+             lcm_jx_str(d, "reason", &why) >= 0 ? 0 : -1;
+        if (!rc)
+            rc = lcm_set_str(&s->desired_reason, why) || lcm_set_str(&s->desired_by, ev->by) ? -1 : 0;
         if (!rc)
             s->desired_status = (uint8_t)ds;
     } else if (!strcmp(t, "lab_bound")) {

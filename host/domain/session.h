@@ -4,7 +4,7 @@
  *                    reservation_id, timeslot{start,end}, boot_lead_minutes, lds_enabled,
  *                    grading_enabled}                                  (status pending)
  *   session.<status> {from, reason[, worker_id (scheduled)][, login_url (ready)]}
- *   session.extended {end}            session.desired {desired_status}
+ *   session.extended {end}            session.desired {desired_status, reason?}
  *   session.lab_bound {lab_record_id, cml_lab_id}   session.ports_assigned {ports{name:n}}
  *   session.step {step, state, error?}              (pipeline progress)
  *   session.user_session {lds_session_id?, login_url?, devices?, status?}
@@ -66,6 +66,8 @@ struct lcm_session {
     char *definition_id, *definition_name, *definition_version, *owner, *reservation_id;
     int64_t start, end;           /* timeslot; start 0 = "now" */
     uint8_t status, desired_status;   /* enum lcm_session_status */
+    char *desired_reason, *desired_by;/* who asked for desired_status and why (NULL: nobody
+                                       * said); the controller's transition carries them */
     uint8_t lds_enabled, grading_enabled;
     int16_t boot_lead_minutes;
     char *worker_id, *lab_record_id, *cml_lab_id;
@@ -129,6 +131,12 @@ int lcm_session_cmd_extend(const struct lcm_session *s, int64_t new_end,
 int lcm_session_cmd_set_desired(const struct lcm_session *s, enum lcm_session_status desired,
                                 const char *by, int64_t now, struct lcm_events *out,
                                 struct lcm_derr *err);
+/* The same with the requester's reason (≤ 400 printable characters, NULL/"" = none), kept
+ * with by as desired_reason/desired_by until the next request, so the controller's
+ * transition records who asked and why. No event when desired is already so. */
+int lcm_session_cmd_request(const struct lcm_session *s, enum lcm_session_status desired,
+                            const char *reason, const char *by, int64_t now,
+                            struct lcm_events *out, struct lcm_derr *err);
 int lcm_session_cmd_bind_lab(const struct lcm_session *s, const char *lab_record_id,
                              const char *cml_lab_id, const char *by, int64_t now,
                              struct lcm_events *out, struct lcm_derr *err);

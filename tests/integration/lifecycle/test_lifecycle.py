@@ -195,6 +195,30 @@ def test_terminate_at_every_state():
     http_json("POST", f"{r.grd.url}/_sim/config", {"delay_ms": 300})
 
 
+def test_terminate_through_api_keeps_reason():
+    """POST …/terminate {reason} on a ready session: 202 with desired_status terminated, and
+    the controller's `terminated` entry in status_history names the caller and the reason."""
+    r = rig()
+    sid = "s-term-api"
+    r.session(sid, "def-bare", worker="w3")
+    reach(r, sid, "ready")
+    reason = "exam proctor: learner left the room"
+    for _ in range(20):   # the controller may be writing to the session: retry a 409
+        st, _, doc = r.lcmd.call("POST", f"/api/v1/sessions/{sid}/terminate", {"reason": reason})
+        if st != 409:
+            break
+        time.sleep(0.1)
+    check(st in (200, 202), f"terminate: {st} {doc}")
+    if st == 202:
+        check(doc["desired_status"] == "terminated" and doc["desired_reason"] == reason, doc)
+        check(doc["desired_by"], doc)
+    s = r.wait_status("session", sid, "terminated", timeout=20)
+    last = s["status_history"][-1]
+    check(last["to"] == "terminated" and reason in (last.get("reason") or ""), last)
+    check("terminate requested by " in last["reason"], last)
+    wait_until(lambda: released(r, sid, "w3"), timeout=30, what=f"{sid} released")
+
+
 def test_lds_down_during_provisioning():
     r = rig()
     http_json("POST", f"{r.lds.url}/_sim/faults",
@@ -365,7 +389,8 @@ def test_shutdown_clean():
 if __name__ == "__main__":
     run_tests([test_full_lifecycle_and_reuse, test_expiry_of_never_started_session,
                test_expiry_of_running_session, test_session_without_lds_or_grading,
-               test_terminate_at_every_state, test_lds_down_during_provisioning,
+               test_terminate_at_every_state, test_terminate_through_api_keeps_reason,
+               test_lds_down_during_provisioning,
                test_grading_failure, test_duplicate_and_out_of_order_cloudevents,
                test_kill9_mid_instantiation, test_many_sessions_pass_looks_at_active_only,
                test_shutdown_clean])

@@ -310,6 +310,64 @@ static void test_session_fold(void **st)
     lcm_definition_free(d);
 }
 
+/* A terminate request keeps who asked and why (session.desired {reason}); both survive the
+ * hash round trip, a second request does not overwrite them, and a reason that is not
+ * printable or too long is refused. */
+static void test_session_request_reason(void **st)
+{
+    struct lcm_events log;
+    lcm_events_init(&log);
+    struct lcm_definition *d = make_def(&log);
+    lcm_events_clear(&log);
+    struct lcm_time_params p;
+    lcm_time_params_default(&p);
+    struct lcm_events out;
+    struct lcm_derr err;
+    lcm_events_init(&out);
+    struct lcm_session_create c = {.id = "s-r", .owner = "learner-7", .start = T0 + 3600,
+                                   .end = T0 + 7200};
+    assert_int_equal(lcm_session_cmd_create(&c, d, &p, "svc:exam", T0, &out, &err), 0);
+    struct lcm_session *s = lcm_session_new("s-r");
+    fold_rt(&lcm_kind_session, s, &out, "s-r");
+    assert_null(s->desired_reason);
+    assert_null(s->desired_by);
+
+    char longr[460];
+    memset(longr, 'x', sizeof longr - 1);
+    longr[sizeof longr - 1] = 0;
+    assert_int_equal(lcm_session_cmd_request(s, LCM_SS_TERMINATED, longr, "op", T0 + 1, &out, &err),
+                     LCM_DERR_INVALID);
+    assert_string_equal(err.field, "reason");
+    assert_int_equal(lcm_session_cmd_request(s, LCM_SS_TERMINATED, "bad\nline", "op", T0 + 1, &out,
+                                             &err), LCM_DERR_INVALID);
+    assert_int_equal(out.n, 0);
+
+    assert_int_equal(lcm_session_cmd_request(s, LCM_SS_TERMINATED, "learner cheated", "token:ops-1",
+                                             T0 + 2, &out, &err), 0);
+    assert_int_equal(out.n, 1);
+    assert_string_equal(out.v[0].type, "session.desired");
+    fold_rt(&lcm_kind_session, s, &out, "s-r");
+    assert_int_equal(s->desired_status, LCM_SS_TERMINATED);
+    assert_string_equal(s->desired_reason, "learner cheated");
+    assert_string_equal(s->desired_by, "token:ops-1");
+    cJSON *j = lcm_kind_session.to_json(s);
+    assert_string_equal(cJSON_GetObjectItem(j, "desired_reason")->valuestring, "learner cheated");
+    assert_string_equal(cJSON_GetObjectItem(j, "desired_by")->valuestring, "token:ops-1");
+    cJSON_Delete(j);
+
+    /* asked again: nothing to record, the first reason stands */
+    assert_int_equal(lcm_session_cmd_request(s, LCM_SS_TERMINATED, "other", "token:ops-2", T0 + 3,
+                                             &out, &err), 0);
+    assert_int_equal(out.n, 0);
+    /* a request without a reason (set_desired) clears it: the reason belongs to its request */
+    assert_int_equal(lcm_session_cmd_set_desired(s, LCM_SS_RUNNING, "svc", T0 + 4, &out, &err), 0);
+    fold_rt(&lcm_kind_session, s, &out, "s-r");
+    assert_null(s->desired_reason);
+    assert_string_equal(s->desired_by, "svc");
+    lcm_session_free(s);
+    lcm_definition_free(d);
+}
+
 static void test_lab_fold(void **st)
 {
     struct lcm_events out;
@@ -358,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_template_fold),
         cmocka_unit_test(test_worker_fold),
         cmocka_unit_test(test_session_fold),
+        cmocka_unit_test(test_session_request_reason),
         cmocka_unit_test(test_lab_fold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
