@@ -134,10 +134,17 @@ static void due_at(struct lcm_sessions_ctl *c, int64_t mono)
         c->due = mono;
 }
 
+/* Wall time `when` (seconds) as a monotonic deadline, from the sub-second wall clock: `now`
+ * is a whole second, so (when - now) alone could fire up to a second late, and with an
+ * expiry grace of 0 that second is the whole window between instantiating and expired. */
 static void due_wall(struct lcm_sessions_ctl *c, int64_t when, int64_t now)
 {
-    if (when > 0 && when >= now)
-        due_at(c, mono_ms() + (when - now) * 1000 + 50);
+    if (when > 0 && when >= now) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        int64_t in_ms = when * 1000 - ((int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+        due_at(c, mono_ms() + (in_ms > 0 ? in_ms : 0) + 20);
+    }
 }
 
 static const struct lcm_session *get_s(struct lcm_sessions_ctl *c, const char *id)

@@ -106,7 +106,9 @@ def test_expiry_of_never_started_session():
 
 def test_expiry_of_running_session():
     r = rig()
-    now = int(time.time())
+    # start at the next whole second: with expiry grace 0 a start of int(time.time()) left
+    # anywhere between 0 and 1 s to get from scheduled to instantiating (a flaky race)
+    now = int(time.time()) + 1
     r.session("s-exp-2", "def-lds", start=now, end=now + 12, worker="w2")
     s = r.wait_status("session", "s-exp-2", "ready", timeout=30)
     r.learner(s["user_session"]["lds_session_id"], "login")
