@@ -37,10 +37,13 @@ struct lcm_api *lcm_api_new(struct lcm_app *app, char *err, size_t errlen)
         return NULL;
     }
     a->app = app;
+    a->sub = -1;
     lcm_time_params_default(&a->tp);
-    if (api_templates_routes(a) || api_definitions_routes(a) || api_workers_routes(a) ||
-        api_sessions_routes(a) || api_labs_routes(a) || api_openapi_routes(a)) {
+    if (api_sessions_init(a) || api_templates_routes(a) || api_definitions_routes(a) ||
+        api_workers_routes(a) || api_sessions_routes(a) || api_labs_routes(a) ||
+        api_openapi_routes(a)) {
         snprintf(err, errlen, "cannot register the API routes (out of memory)");
+        api_sessions_free(a);
         free(a);
         return NULL;
     }
@@ -67,6 +70,7 @@ void lcm_api_free(struct lcm_api *a)
             free(op);
         }
     }
+    api_sessions_free(a);
     free(a);
 }
 

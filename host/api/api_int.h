@@ -27,11 +27,15 @@ struct lcm_store_unique;
 
 struct api_op;
 
+struct api_rsv;
+
 struct lcm_api {
     struct lcm_app *app;
     struct lcm_time_params tp;
     struct api_op *ops;           /* in flight (doubly linked) */
     unsigned long long seq;
+    struct api_rsv *rsv;          /* reservation_id → session id (api_sessions.c) */
+    int sub;                      /* store change subscription keeping rsv current, or -1 */
 };
 
 /* An operation waiting for the store or Redis on behalf of a request. When the api is freed
@@ -122,6 +126,10 @@ int api_templates_routes(struct lcm_api *a);
 int api_definitions_routes(struct lcm_api *a);
 int api_workers_routes(struct lcm_api *a);
 int api_sessions_routes(struct lcm_api *a);
+/* The reservation map of sessions: subscribes to store changes (0, or -1 out of memory);
+ * api_sessions_free unsubscribes and frees it. */
+int api_sessions_init(struct lcm_api *a);
+void api_sessions_free(struct lcm_api *a);
 int api_labs_routes(struct lcm_api *a);
 int api_openapi_routes(struct lcm_api *a);
 

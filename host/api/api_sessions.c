@@ -16,6 +16,7 @@
 #include "core/auth.h"
 #include "core/httpd.h"
 #include "core/log.h"
+#include "core/redis.h"
 #include "domain/definition.h"
 #include "domain/jsonx.h"
 #include "domain/rfc3339.h"
@@ -95,28 +96,191 @@ static void h_get(struct lcm_req *r, void *ud)
         api_reply_agg(r, 200, K, s, NULL);
 }
 
-struct by_rsv {
-    const char *rid;
-    const struct lcm_session *found;
+/* ---- reservation_id → session ---- */
+
+/* A hash map from reservation_id to session id, so that a lookup (and every booking with a
+ * new reservation_id) costs O(1) instead of a walk of every session. Built from the read
+ * models on first use (once they are loaded), then kept current from the store's change feed;
+ * entries are checked against the session on use, so a stale one only misses. The unique
+ * index lcm:idx:session:reservation:<id> in Redis stays the authority: a booking that the map
+ * misses is refused by the store as DUPLICATE, and GET …/by-reservation asks Redis before it
+ * answers 404. */
+struct rsv_ent {
+    char *rid, *sid;              /* owned */
+    unsigned long hash;
+    struct rsv_ent *next;
 };
 
-static int find_rsv(const char *id, const void *st, void *ud)
+struct api_rsv {
+    struct rsv_ent **b;
+    size_t nb, n;
+    int built;
+};
+
+static unsigned long rsv_hash(const char *s)
 {
-    (void)id;
-    const struct lcm_session *s = st;
-    struct by_rsv *b = ud;
-    if (s->reservation_id && !strcmp(s->reservation_id, b->rid)) {
-        b->found = s;
-        return 1;
+    unsigned long h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h;
+}
+
+static struct rsv_ent *rsv_find(const struct api_rsv *m, const char *rid, unsigned long h)
+{
+    for (struct rsv_ent *e = m->b[h & (m->nb - 1)]; e; e = e->next)
+        if (e->hash == h && !strcmp(e->rid, rid))
+            return e;
+    return NULL;
+}
+
+static void rsv_grow(struct api_rsv *m)
+{
+    size_t nb = m->nb * 2;
+    struct rsv_ent **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return;   /* stays denser, still correct */
+    for (size_t i = 0; i < m->nb; i++) {
+        while (m->b[i]) {
+            struct rsv_ent *e = m->b[i];
+            m->b[i] = e->next;
+            e->next = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
     }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+}
+
+static void rsv_put(struct api_rsv *m, const char *rid, const char *sid)
+{
+    unsigned long h = rsv_hash(rid);
+    struct rsv_ent *e = rsv_find(m, rid, h);
+    if (e) {
+        if (strcmp(e->sid, sid)) {
+            char *n = strdup(sid);
+            if (n) {
+                free(e->sid);
+                e->sid = n;
+            }
+        }
+        return;
+    }
+    if (m->n >= m->nb)
+        rsv_grow(m);
+    if (!(e = calloc(1, sizeof(*e))) || !(e->rid = strdup(rid)) || !(e->sid = strdup(sid))) {
+        if (e)
+            free(e->rid);
+        free(e);
+        return;   /* a miss later, answered by Redis' unique index */
+    }
+    e->hash = h;
+    e->next = m->b[h & (m->nb - 1)];
+    m->b[h & (m->nb - 1)] = e;
+    m->n++;
+}
+
+static void rsv_on_change(const struct lcm_kind *kind, const char *id, const void *state,
+                          const struct lcm_event *ev, const char *feed_id, void *ud)
+{
+    struct lcm_api *a = ud;
+    const struct lcm_session *s = state;
+    (void)ev;
+    (void)feed_id;
+    if (a->rsv->built && kind == K && s && s->reservation_id)
+        rsv_put(a->rsv, s->reservation_id, id);
+}
+
+static int rsv_each(const char *id, const void *st, void *ud)
+{
+    const struct lcm_session *s = st;
+    if (s->reservation_id)
+        rsv_put(ud, s->reservation_id, id);
     return 0;
 }
 
+int api_sessions_init(struct lcm_api *a)
+{
+    struct api_rsv *m = calloc(1, sizeof(*m));
+    if (!m || !(m->b = calloc(m->nb = 1024, sizeof(*m->b)))) {
+        free(m);
+        return -1;
+    }
+    a->rsv = m;
+    if ((a->sub = lcm_store_subscribe(a->app->store, rsv_on_change, a)) < 0)
+        return -1;
+    return 0;
+}
+
+void api_sessions_free(struct lcm_api *a)
+{
+    struct api_rsv *m = a->rsv;
+    if (a->sub >= 0)
+        lcm_store_unsubscribe(a->app->store, a->sub);
+    a->sub = -1;
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nb; i++) {
+        while (m->b[i]) {
+            struct rsv_ent *e = m->b[i];
+            m->b[i] = e->next;
+            free(e->rid);
+            free(e->sid);
+            free(e);
+        }
+    }
+    free(m->b);
+    free(m);
+    a->rsv = NULL;
+}
+
+/* The session holding rid, from the map (built here on first use: the one walk of every
+ * session), or NULL. Only once the read models are loaded. */
 static const struct lcm_session *session_by_reservation(struct lcm_api *a, const char *rid)
 {
-    struct by_rsv b = { rid, NULL };
-    lcm_store_each(a->app->store, K->name, find_rsv, &b);
-    return b.found;
+    struct api_rsv *m = a->rsv;
+    if (!lcm_store_loaded(a->app->store))
+        return NULL;
+    if (!m->built) {
+        lcm_store_each(a->app->store, K->name, rsv_each, m);
+        m->built = 1;
+    }
+    const struct rsv_ent *e = rsv_find(m, rid, rsv_hash(rid));
+    const struct lcm_session *s = e ? lcm_store_get(a->app->store, K->name, e->sid) : NULL;
+    return s && s->reservation_id && !strcmp(s->reservation_id, rid) ? s : NULL;
+}
+
+static void not_found_rsv(struct lcm_req *r, const char *rid)
+{
+    char detail[200];
+    snprintf(detail, sizeof(detail), "no session has reservation_id '%.128s'", rid ? rid : "");
+    lcm_reply_problem(r, 404, "not-found", "Not Found", detail, NULL);
+}
+
+/* The map missed: Redis' unique index decides (the map may lag after a read-model reload). */
+static void rsv_members_done(struct lcm_redis *rd, redisReply *reply, void *ud)
+{
+    struct api_op *op = ud;
+    (void)rd;
+    if (!op->req || !op->api) {
+        api_op_free(op);
+        return;
+    }
+    const struct lcm_session *s = NULL;
+    for (size_t i = 0; reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements && !s; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            s = lcm_store_get(op->api->app->store, K->name, reply->element[i]->str);
+    if (s && s->reservation_id && !strcmp(s->reservation_id, op->id)) {
+        rsv_put(op->api->rsv, s->reservation_id, s->id);
+        api_reply_agg(op->req, 200, K, s, NULL);
+    } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        lcm_reply_header(op->req, "Retry-After", "1");
+        lcm_reply_problem(op->req, 503, "store-unavailable", "Service Unavailable",
+                          reply ? reply->str : "Redis did not answer", NULL);
+    } else {
+        not_found_rsv(op->req, op->id);
+    }
+    api_op_free(op);
 }
 
 static void h_by_reservation(struct lcm_req *r, void *ud)
@@ -126,13 +290,26 @@ static void h_by_reservation(struct lcm_req *r, void *ud)
         return;
     const char *rid = lcm_req_param(r, "reservation_id");
     const struct lcm_session *s = rid ? session_by_reservation(a, rid) : NULL;
-    if (!s) {
-        char detail[200];
-        snprintf(detail, sizeof(detail), "no session has reservation_id '%.128s'", rid ? rid : "");
-        lcm_reply_problem(r, 404, "not-found", "Not Found", detail, NULL);
+    if (s) {
+        api_reply_agg(r, 200, K, s, NULL);
         return;
     }
-    api_reply_agg(r, 200, K, s, NULL);
+    if (!rid || !*rid || strlen(rid) > 128) {
+        not_found_rsv(r, rid);
+        return;
+    }
+    struct api_op *op = api_op_new(a, r, K, rid, 200);
+    if (!op)
+        return;
+    char key[200];
+    snprintf(key, sizeof(key), "lcm:idx:session:reservation:%s", rid);
+    const char *argv[] = { "SMEMBERS", key };
+    if (lcm_redis_commandv(a->app->redis, rsv_members_done, op, 2, argv, NULL) < 0) {
+        lcm_reply_header(r, "Retry-After", "1");
+        lcm_reply_problem(r, 503, "store-unavailable", "Service Unavailable",
+                          "Redis is not connected", NULL);
+        api_op_free(op);
+    }
 }
 
 /* ---- create ---- */

@@ -280,6 +280,64 @@ def test_session_idempotency():
     check(lst["total"] == 1, lst)
 
 
+def test_reservation_lookup_many_sessions():
+    """3,000 sessions booked with reservation ids: by-reservation finds each one, a repeated
+    booking replays it, a session whose id is not derived from its reservation (written
+    through the store, as another tool could) is found too, and after a restart (the map is
+    rebuilt from the read models) every lookup still answers."""
+    import http.client
+    import random
+    d = api.definition("sess-rsv-many", max_duration_minutes=600)
+    c = http.client.HTTPConnection("127.0.0.1", api.lcmd.port, timeout=30)
+    h = {"Authorization": "Bearer " + TOKENS["learner-service"], "Content-Type": "application/json"}
+
+    def call(method, path, body=None):
+        c.request(method, path, json.dumps(body) if body is not None else None, h)
+        resp = c.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+
+    ts = slot(5, 60)
+    ids = {}
+    for i in range(3000):
+        st, doc = call("POST", "/api/v1/sessions", {"definition_id": d["id"], "timeslot": ts,
+                                                    "reservation_id": f"R-many-{i}"})
+        check(st == 201, (i, st, doc))
+        ids[f"R-many-{i}"] = doc["id"]
+    sample = random.Random(7).sample(sorted(ids), 300)
+    for rid in sample:
+        st, doc = call("GET", f"/api/v1/sessions/by-reservation/{rid}")
+        check(st == 200 and doc["id"] == ids[rid] and doc["reservation_id"] == rid, (rid, st, doc))
+    for rid in sample[:50]:
+        st, doc = call("POST", "/api/v1/sessions", {"definition_id": d["id"], "timeslot": ts,
+                                                    "reservation_id": rid})
+        check(st == 200 and doc["id"] == ids[rid], (rid, st, doc))
+    st, doc = call("GET", "/api/v1/sessions/by-reservation/R-many-none")
+    check(st == 404, (st, doc))
+    # a session whose id says nothing about its reservation
+    created = {"definition_id": d["id"], "definition_name": "sess-rsv-many", "definition_version": "1.0.0",
+               "owner": "lms", "reservation_id": "R-custom-1", "timeslot": ts, "boot_lead_minutes": -1,
+               "lds_enabled": False, "grading_enabled": False}
+    api.append("session", "ses-custom-rsv-1", 0, [("session.created", created)])
+    st, doc = wait_until(lambda: (lambda x: x if x[0] == 200 else None)(
+        call("GET", "/api/v1/sessions/by-reservation/R-custom-1")), timeout=5, what="custom session")
+    check(doc["id"] == "ses-custom-rsv-1", doc)
+    st, doc = call("POST", "/api/v1/sessions", {"definition_id": d["id"], "timeslot": ts,
+                                                "reservation_id": "R-custom-1"})
+    check(st == 200 and doc["id"] == "ses-custom-rsv-1", (st, doc))
+    st, doc = call("POST", "/api/v1/sessions", {"definition_id": d["id"], "timeslot": slot(6, 60),
+                                                "reservation_id": "R-custom-1"})
+    check(st == 409 and "ses-custom-rsv-1" in doc["detail"], (st, doc))
+    c.close()
+    # restart: the map is rebuilt from the read models on first use
+    api.lcmd.stop()
+    api.lcmd.start()
+    c = http.client.HTTPConnection("127.0.0.1", api.lcmd.port, timeout=30)
+    for rid in sample[:100] + ["R-custom-1"]:
+        st, doc = call("GET", f"/api/v1/sessions/by-reservation/{rid}")
+        check(st == 200 and doc["id"] == ids.get(rid, "ses-custom-rsv-1"), (rid, st, doc))
+    c.close()
+
+
 def test_session_actions():
     d = api.definition("sess-act")
     st, hd, s = api.session(d["id"], timeslot=slot(2, 30))
@@ -544,5 +602,6 @@ if __name__ == "__main__":
     setup()
     run_tests([test_every_route_every_role, test_body_errors, test_templates_crud_etag,
                test_definitions_lifecycle, test_session_create_validation, test_session_idempotency,
+               test_reservation_lookup_many_sessions,
                test_session_actions, test_session_operator_transitions, test_session_lists_and_pagination,
                test_concurrent_patches, test_workers, test_labs, test_clean_shutdown])
