@@ -1,6 +1,7 @@
 /* /api/v1/workers: the fleet. Create from a template (origin manual); start/stop/terminate
- * set the desired status the worker controller drives toward; drain/cancel-drain are status
- * changes; refresh and import are requests recorded on lcm:requests for the controller. */
+ * set the desired status the worker controller drives toward (start also retries a failed
+ * worker: failed → pending); drain/cancel-drain are status changes; refresh and import are
+ * requests recorded on lcm:requests for the controller. */
 #include "api_int.h"
 
 #include <stdio.h>
@@ -123,7 +124,13 @@ static void action(struct lcm_req *r, struct lcm_api *a, enum wact act)
     const char *by = api_by(r);
     int rc = 0;
     switch (act) {
-    case W_START: rc = lcm_worker_cmd_set_desired(w, LCM_WK_RUNNING, by, now, &evs, &e); break;
+    case W_START:
+        rc = lcm_worker_cmd_set_desired(w, LCM_WK_RUNNING, by, now, &evs, &e);
+        /* a failed worker is retried (failed → pending, DOMAIN.md): the controller then
+         * launches it again (a new ClientToken generation) or re-adopts its instance */
+        if (!rc && w->status == LCM_WK_FAILED)
+            rc = lcm_worker_cmd_transition(w, LCM_WK_PENDING, "retry requested", by, now, &evs, &e);
+        break;
     case W_STOP: rc = lcm_worker_cmd_set_desired(w, LCM_WK_STOPPED, by, now, &evs, &e); break;
     case W_TERMINATE: rc = lcm_worker_cmd_set_desired(w, LCM_WK_TERMINATED, by, now, &evs, &e); break;
     case W_CANCEL_DRAIN: rc = lcm_worker_cmd_cancel_drain(w, by, now, &evs, &e); break;
