@@ -18,6 +18,7 @@
 #include "core/redis.h"
 #include "controllers.h"
 #include "ctl.h"
+#include "labs.h"
 #include "domain/events.h"
 #include "domain/fsm.h"
 #include "domain/jsonx.h"
@@ -1142,8 +1143,9 @@ static int each_worker(const char *id, const void *state, void *ud)
 /* POST /workers/import and /workers/{id}/refresh append {type: worker.import, region} and
  * {type: worker.refresh, worker_id} to the stream lcm:requests (host/api). The controller
  * reads it through its own consumer group, so the position survives a change of leader and
- * other controllers reading the stream are not disturbed. Requests are hints: a lost one
- * only waits for the next periodic sweep. */
+ * other controllers reading the stream are not disturbed. Only the leader reads it, so a
+ * refresh also asks the labs controller (same process, leader too) to discover that worker's
+ * labs. Requests are hints: a lost one only waits for the next periodic sweep. */
 #define REQ_STREAM "lcm:requests"
 #define REQ_GROUP "lcm-workers"
 
@@ -1187,6 +1189,11 @@ static void handle_request(struct lcm_workers_ctl *c, const redisReply *fields)
             t->refresh = 1;
             t->metrics_ms = 0;
         }
+        /* and its labs: the labs controller lists them on CML now (unknown ones become
+         * discovered records, vanished ones orphaned) instead of at its next period */
+        if (id && lcm_labs_discover(c->app, id) < 0)
+            lcm_warn("workers", "worker=%s msg=\"refresh: no labs controller to discover labs\"", id);
+        lcm_info("workers", "worker=%s msg=\"refresh requested\"", id ? id : "-");
     }
 }
 

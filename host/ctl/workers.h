@@ -17,6 +17,7 @@ void lcm_workers_ctl_free(struct lcm_app *app);
 
 /* Requests from the API arrive on the stream lcm:requests ({type: worker.import, region},
  * {type: worker.refresh, worker_id}), read by the leader through the consumer group
- * lcm-workers: import runs discovery now, refresh re-reads EC2 and CML for one worker. */
+ * lcm-workers: import runs discovery now, refresh re-reads EC2 and CML for one worker and
+ * runs lab discovery on it (lcm_labs_discover). */
 
 #endif

@@ -1,14 +1,31 @@
 """Worker actions from the API, on the workers suite's rig (real Redis, moto behind the aws
 fault proxy, cml-sim, lcmd with the aws and cml plugins; helpers from test_workers.py):
   - POST /workers/{id}/start on a `failed` worker retries it (failed → pending): the worker
-    controller launches again, with the next ClientToken generation, and the worker runs."""
+    controller launches again, with the next ClientToken generation, and the worker runs;
+  - POST /workers/{id}/refresh goes through lcm:requests (consumer group lcm-workers) to the
+    leader and also runs lab discovery on that worker: a lab made on CML by hand becomes a
+    `discovered` record at once, not at the next discovery period (set to an hour here)."""
 import sys
+import time
 
 import harness
-from harness import check, wait_until
+from harness import check, http_json, wait_until
 
 import test_workers as tw
 from test_workers import S, create_worker, instances, run_instances_log, wait_status
+
+TOPOLOGY = """lab:
+  title: by-hand
+  version: 0.2.2
+nodes:
+  - id: n0
+    label: r1
+    node_definition: iosv
+    x: 0
+    y: 0
+    interfaces: []
+links: []
+"""
 
 
 def test_failed_worker_retried_from_api():
@@ -40,6 +57,46 @@ def test_failed_worker_retried_from_api():
     # start on a running worker changes nothing
     st, _, again = L.call("POST", f"/api/v1/workers/{wid}/start")
     check(st == 200 and again["revision"] == w["revision"], f"start on running: {st} {again}")
+    S["retried"] = wid
+
+
+def cml(wid, method, path, raw=None):
+    base = f"{S['cml'].url}/{wid}/api/v0"
+    st, _, tok = http_json("POST", base + "/authenticate", {"username": "admin", "password": "admin-sim"})
+    check(st == 200, f"cml-sim authenticate: {st} {tok}")
+    h = {"Authorization": "Bearer " + tok}
+    if raw is not None:
+        h["Content-Type"] = "application/x-yaml"
+        return http_json(method, base + path, raw.encode(), headers=h)
+    return http_json(method, base + path, headers=h)
+
+
+def lab_records(L, wid):
+    st, _, doc = L.call("GET", f"/api/v1/labs?worker={wid}&limit=500")
+    check(st == 200, f"GET labs: {st} {doc}")
+    return [l for l in doc["items"] if l["worker_id"] == wid]
+
+
+def test_refresh_discovers_labs():
+    L = S["lcmd"]
+    wid = S["retried"]
+    time.sleep(1.5)   # the discovery run when the worker became running is over
+    st, _, doc = cml(wid, "POST", "/import?title=made-by-hand", raw=TOPOLOGY)
+    check(st == 200, f"import on cml-sim: {st} {doc}")
+    cml_id = doc["id"]
+    time.sleep(2)
+    check(not any(l["cml_lab_id"] == cml_id for l in lab_records(L, wid)),
+          "found before any refresh: the periodic discovery (1 h here) should not have run")
+    st, _, req = L.call("POST", f"/api/v1/workers/{wid}/refresh")
+    check(st == 202 and req["type"] == "worker.refresh" and req["worker_id"] == wid, f"{st} {req}")
+    lab = wait_until(lambda: next((l for l in lab_records(L, wid) if l["cml_lab_id"] == cml_id), None),
+                     timeout=10, what="lab discovered after refresh")
+    check(lab["status"] in ("discovered", "defined") and lab["title"] == "made-by-hand", lab)
+    log = open(L.proc.err_path).read()
+    check(f'worker={wid} msg="refresh requested"' in log, "refresh consumed by the worker controller")
+    # the request was acknowledged in the consumer group: nothing pending for lcm-workers
+    pending = S["redis"].cli("XPENDING", "lcm:requests", "lcm-workers").split()
+    check(pending and pending[0] == "0", f"XPENDING: {pending}")
 
 
 def main():
@@ -63,7 +120,8 @@ def main():
            "license_type": "enterprise", "cost_per_hour": 0.5, "enabled": True}
     st, _, doc = S["lcmd"].call("POST", "/api/v1/templates", tpl)
     check(st == 201, f"POST template: {st} {doc}")
-    harness.run_tests([test_failed_worker_retried_from_api, test_clean_shutdown])
+    harness.run_tests([test_failed_worker_retried_from_api, test_refresh_discovers_labs,
+                       test_clean_shutdown])
 
 
 def test_clean_shutdown():
