@@ -354,7 +354,8 @@ class Demo:
         print(f"  redis-cli -p {p} HGETALL 'lcm:{{session:{sid}}}'")
         print(f"  redis-cli -p {p} XRANGE 'lcm:{{session:{sid}}}:events' - +")
         print(f"  redis-cli -p {p} SMEMBERS lcm:idx:session:status:archived")
-        print("\nThe stack keeps running for you to look around. Ctrl-C stops everything.")
+        if not self.a.exit:
+            print("\nThe stack keeps running for you to look around. Ctrl-C stops everything.")
 
     def stop(self):
         for p in reversed(self.procs):
@@ -402,7 +403,7 @@ def main():
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
-        print("\nstopping…")
+        print("\nstopping everything the demo started…", flush=True)
     except SystemExit as e:
         print(e, file=sys.stderr)
         rc = 1
