@@ -1,7 +1,6 @@
 /* lcmd --rebuild: recreates every aggregate hash and every lcm:idx:* key from the event
  * streams alone, folding each stream with kind->apply. One SCAN pass drops the indexes and
- * lists the streams and the hashes (a missing hash is written without DEL or read; an
- * existing one is read and rewritten only when it differs from the fold); reads are
+ * lists the streams and the hashes (a hash that does not exist needs no DEL); reads are
  * pipelined (a window of XRANGE calls in flight) and writes are sent without waiting, so
  * Redis stays busy. */
 #include "store_int.h"
@@ -186,34 +185,8 @@ static void rb_index(const struct lcm_index_entry *e, void *ud)
     c->rb->st.index_entries++;
 }
 
-/* True when an HGETALL reply holds exactly version + the fields fv (in any order). */
-static int hash_equal(const redisReply *have, const char *ver, const struct lcm_store_fieldv *fv)
-{
-    size_t n = 1;
-    for (size_t i = 0; i < fv->n; i++)
-        n += strcmp(fv->names[i], "version") != 0;
-    if (!have || have->type != REDIS_REPLY_ARRAY || have->elements != 2 * n)
-        return 0;
-    for (size_t j = 0; j < have->elements; j += 2) {
-        const redisReply *f = have->element[j], *v = have->element[j + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            return 0;
-        const char *want = NULL;
-        if (strcmp(f->str, "version") == 0)
-            want = ver;
-        for (size_t i = 0; !want && i < fv->n; i++)
-            if (strcmp(fv->names[i], f->str) == 0)
-                want = fv->values[i];
-        if (!want || strlen(want) != v->len || memcmp(want, v->str, v->len) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-/* The stream is folded: write its hash (replacing a stale one; have: its HGETALL, NULL when
- * there is none) and its indexes. A hash that already holds exactly the folded state is left
- * alone, so a rebuild of an intact store rewrites no hash. */
-static void rb_write(struct rb_stream *x, const redisReply *have)
+/* The stream is folded: write its hash (replacing any stale one) and its indexes. */
+static void rb_write(struct rb_stream *x)
 {
     struct lcm_store_rebuild *rb = x->rb;
     if (!x->state || x->version == 0)
@@ -227,15 +200,13 @@ static void rb_write(struct rb_stream *x, const redisReply *have)
     if (fv.oom || !argv) {
         rb_fail(rb, "out of memory");
     } else {
-        int argc = 0;
-        if (hash_equal(have, ver, &fv))
-            goto indexes;
         /* The stale hash goes first, unless there is none (a rebuild after the hashes
          * were dropped writes each one fresh). */
-        if (have) {
+        if (hashes_has(rb, hkey)) {
             const char *del[] = { "DEL", hkey };
             rb_send(rb, 2, del);
         }
+        int argc = 0;
         argv[argc++] = "HSET";
         argv[argc++] = hkey;
         argv[argc++] = "version";
@@ -247,7 +218,6 @@ static void rb_write(struct rb_stream *x, const redisReply *have)
             argv[argc++] = fv.values[i];
         }
         rb_send(rb, argc, argv);
-    indexes:;
         struct idx_ctx c = { rb, x->id };
         x->kind->indexes(x->state, rb_index, &c);
         rb->st.aggregates++;
@@ -328,49 +298,6 @@ static void rb_fold(const struct lcm_store_entry *e, void *ud)
 
 static int rb_read(struct rb_stream *x, const char *from);
 
-/* The stream is done with (written or failed): frees it and keeps the window full. */
-static void rb_stream_done(struct rb_stream *x)
-{
-    struct lcm_store_rebuild *rb = x->rb;
-    if (x->state)
-        x->kind->destroy(x->state);
-    free(x);
-    rb->reading--;
-    rb_pump(rb);
-    rb_finish(rb);
-}
-
-static void rb_got_hash(struct lcm_redis *r, redisReply *reply, void *ud)
-{
-    (void)r;
-    struct rb_stream *x = ud;
-    x->rb->inflight--;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY)
-        rb_fail(x->rb, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "HGETALL failed");
-    else if (!x->rb->failed)
-        rb_write(x, reply);
-    rb_stream_done(x);
-}
-
-/* Folded: reads the current hash first when there is one (to leave an equal one alone). */
-static void rb_folded(struct rb_stream *x)
-{
-    char hkey[300];
-    snprintf(hkey, sizeof(hkey), "lcm:{%s:%s}", x->kind->name, x->id);
-    if (x->state && x->version > 0 && hashes_has(x->rb, hkey)) {
-        const char *argv[] = { "HGETALL", hkey };
-        size_t lens[] = { 7, strlen(hkey) };
-        if (lcm_redis_commandv(x->rb->s->r, rb_got_hash, x, 2, argv, lens) == 0) {
-            x->rb->inflight++;
-            return;
-        }
-        rb_fail(x->rb, "not connected");
-    } else {
-        rb_write(x, NULL);
-    }
-    rb_stream_done(x);
-}
-
 static void rb_got_range(struct lcm_redis *r, redisReply *reply, void *ud)
 {
     (void)r;
@@ -394,11 +321,15 @@ static void rb_got_range(struct lcm_redis *r, redisReply *reply, void *ud)
             if (rb_read(x, from) == 0)
                 return;
         } else {
-            rb_folded(x);
-            return;
+            rb_write(x);
         }
     }
-    rb_stream_done(x);
+    if (x->state)
+        x->kind->destroy(x->state);
+    free(x);
+    rb->reading--;
+    rb_pump(rb);
+    rb_finish(rb);
 }
 
 /* Returns 0, or -1 (rebuild marked failed; the caller still owns x). */
