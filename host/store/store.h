@@ -106,7 +106,9 @@ typedef void (*lcm_store_done_fn)(const struct lcm_store_result *res, void *ud);
 /* Appends atomically to one or more aggregates (all or nothing). fence: the leader lease
  * token the write is made under, or NULL for no check (API writes). Returns 0 (done runs
  * later exactly once) or a negative LCM_STORE_E* (done never runs). Any number of appends
- * may be in flight; they are pipelined on the connection. */
+ * may be in flight. They reach Redis in the order they were made: at once while few calls
+ * are in flight, otherwise queued and sent together in one FCALL (group commit), where each
+ * append is still validated, written or refused on its own (docs/redis-layout.md). */
 int lcm_store_append(struct lcm_store *s, const struct lcm_store_write *writes, size_t n,
                      const char *fence, lcm_store_done_fn done, void *ud);
 
