@@ -647,7 +647,7 @@ static void pump(struct lcm_outbox *o)
     }
     if ((long)o->nitems >= o->batch * 4)
         return;   /* enough buffered; deliveries make room */
-    char count[16];
+    char count[24];
     snprintf(count, sizeof(count), "%ld", o->batch);
     const char *argv[] = { "XREADGROUP", "GROUP", GROUP, o->me, "COUNT", count, "STREAMS", FEED,
                            o->state == ST_OWN ? o->cursor : ">" };
