@@ -61,10 +61,6 @@ def main():
                  LCM_ARTIFACTS=os.environ.get("LCM_ARTIFACTS", os.path.join(HERE, "artifacts")),
                  LCM_TOPOLOGY=os.path.join(HERE, "fixtures", "TEST-LAB-1.1.yaml"))
         e.setdefault("LCM_WAIT_PIPELINE_MS", "60000")
-        # 1 makes "session reaches ready with a login URL" mandatory. Left at 0 while the
-        # session pipeline does not yet get a session to ready in this stack: the test then
-        # checks a live change to terminated instead and prints a SKIPPED note.
-        e.setdefault("LCM_BROWSER_REQUIRE_READY", "0")
         rc = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs")], env=e, cwd=HERE, timeout=600).returncode
     finally:
         proc = lc.proc
