@@ -4,6 +4,8 @@ memory per session and policy reload under load. Each figure is printed next to 
 (measured in the same run) and their ratio, as a table, and written as JSON to
 bench/results/latest.json (git-ignored: the figures worth keeping go to docs/performance.md).
 
+Benchmarks: store, policy, placement, api, memory, reload, e2e (booking → ready, 1,000 sessions
+on 1,000 workers simulated by cml-sim at zero latency).
 Usage: python3 bench/run_all.py [--build DIR] [--quick] [--only NAME,...] [--out FILE]
   --build DIR  a Release build without sanitizers (configured and built here when missing;
                default build-bench). Budget: under 10 minutes on 2 cores (--quick: ~2).
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 import harness  # noqa: E402
 
 TARGETS = ["lcmd", "bench_store", "bench_policy", "bench_placement", "bench_api_bare_evhttp",
-           "bench_api_evhttp_xadd", "sched_seed"]
+           "bench_api_evhttp_xadd", "sched_seed", "cml-sim", "lds-sim", "lcm-cml", "lcm-lds"]
 ROWS = []        # (bench, figure, value, baseline, ratio, goal, met)
 RESULTS = {}
 
@@ -138,7 +140,7 @@ def seed_workers(a, redis, n):
     for i in range(n):
         ops.append({"op": "worker", "id": f"w{i:05d}", "template": "mem", "region": "us-east-1",
                     "status": "running", "cml": {"version": "2.9.0", "ready": True,
-                                                 "node_definitions": ["iosv", "alpine"]},
+                                                 "node_definitions": ["iosv", "alpine", "ubuntu"]},
                     "license": "enterprise"})
     for i in range(0, len(ops), 400):
         r = subprocess.run([os.path.join(a.bin, "sched_seed"), redis.url, json.dumps(ops[i:i + 400])],
@@ -311,8 +313,119 @@ def bench_reload(a):
         redis.close()
 
 
+
+# ---- end to end: booking -> ready --------------------------------------------------------------
+
+def sim(a, name, args):
+    d = tempfile.mkdtemp(prefix=f"lcm-bench-{name}-")
+    pf = os.path.join(d, "port")
+    p = harness.Proc(name, [os.path.join(a.bin, name), "--listen", "127.0.0.1:0", "--port-file", pf, *args],
+                     log_dir=d)
+    harness.wait_until(lambda: os.path.exists(pf) and open(pf).read().strip(), what=f"{name} port")
+    p.url = f"http://127.0.0.1:{open(pf).read().strip()}"
+    return p
+
+
+def rfc3339(t):
+    import datetime as dt
+    return dt.datetime.strptime(t[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp() + \
+        (float("0" + t[19:t.index("Z")]) if "." in t[19:] else 0.0)
+
+
+def bench_e2e(a):
+    """N sessions booked through the API at once on N simulated workers (cml-sim with zero
+    latency): time from the first POST until every session is `ready` (scheduled, lab imported,
+    ports allocated, lab started and booted). LDS is off: sched_seed's workers have no private
+    IP, which LDS device records need; lds-sim still runs for CloudEvents."""
+    import shutil
+    n = 200 if a.quick else 1000
+    redis = harness.Redis()
+    procs = []
+    plug = tempfile.mkdtemp(prefix="lcm-bench-plugins-")
+    try:
+        for name in ("lcm-cml.so", "lcm-lds.so"):
+            shutil.copy(os.path.join(a.build, "plugins", name), os.path.join(plug, name))
+            os.chmod(os.path.join(plug, name), 0o755)
+        lcm_port = harness.free_port()
+        cml = sim(a, "cml-sim", ["--boot-ms", "0", "--import-ms", "0", "--stop-ms", "0", "--wipe-ms", "0"])
+        lds = sim(a, "lds-sim", ["--lcm-url", f"http://127.0.0.1:{lcm_port}", "--lcm-token", harness.Lcmd.ADMIN,
+                                 "--username", "lds", "--password", "lds-pass", "--quiet"])
+        procs += [cml, lds]
+        seed_workers(a, redis, n)
+        env = {"LCM_LOG_LEVEL": "warn", "LCM_PLUGIN_DIR": plug, "LCM_HTTP_MAX_CONNECTIONS": "4096",
+               "LCM_CML_ENDPOINT": cml.url + "/{worker_id}", "LCM_CML_USERNAME": "admin",
+               "LCM_CML_PASSWORD": "admin-sim", "LCM_CML_VERIFY_TLS": "false",
+               "LCM_LDS_URL": lds.url, "LCM_LDS_FRONTEND_URL": lds.url, "LCM_LDS_USERNAME": "lds",
+               "LCM_LDS_PASSWORD": "lds-pass", "LCM_SESSION_POLL_MS": "50", "LCM_BOOT_LEAD_MINUTES": "0",
+               "LCM_SCHEDULER_INTERVAL_MS": "100"}
+        lc = harness.Lcmd(redis.url, env=env, port=lcm_port)
+        harness.wait_until(lambda: lc.get("/readyz")[2].get("role") == "leader", timeout=30, what="leader")
+        topo = open(os.path.join(SRC, "tests", "integration", "lifecycle", "lab.yaml")).read()
+        st, _, d = lc.call("POST", "/api/v1/definitions", {
+            "name": "e2e", "version": "1.0.0", "topology": topo, "max_duration_minutes": 120,
+            "lds_enabled": False, "grading_enabled": False,
+            "lab_reuse_enabled": False, "boot_lead_minutes": 0,
+            "resource_requirements": {"cpu_cores": 40, "memory_gb": 4, "storage_gb": 10}})
+        assert st == 201, d
+        st, _, d2 = lc.call("POST", f"/api/v1/definitions/{d['id']}/activate")
+        assert st == 200, d2
+        from concurrent.futures import ThreadPoolExecutor
+        now = time.time()
+        ts = {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+              "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))}
+        t0 = time.monotonic()
+        t0_wall = time.time()
+
+        def one(i):
+            return lc.call("POST", "/api/v1/sessions", {"definition_id": d["id"], "timeslot": ts,
+                                                         "reservation_id": f"e2e-{i:05d}"}, timeout=60)[0]
+        with ThreadPoolExecutor(32) as ex:
+            sts = list(ex.map(one, range(n)))
+        booked = time.monotonic() - t0
+        assert all(x == 201 for x in sts), sorted(set(sts))
+
+        def nready():
+            return int(redis.cli("SCARD", "lcm:idx:session:status:ready").strip() or 0)
+        deadline = 240 if not a.quick else 120
+        progress = []
+        while time.monotonic() - t0 < deadline:
+            k = nready()
+            progress.append((time.monotonic() - t0, k))
+            if k >= n:
+                break
+            time.sleep(0.05)
+        total = time.monotonic() - t0
+        k = nready()
+        # share of sessions ready over time (polled every 50 ms): when half, 99 % and all were
+        def when(frac):
+            return next((t for t, c in progress if c >= frac * n), None)
+        lc_proc = lc.proc
+        lc.stop()
+        lc_err = open(lc_proc.err_path, errors="replace").read()
+        RESULTS["e2e"] = {"sessions": n, "workers": n, "ready": k, "book_seconds": booked,
+                          "all_ready_seconds": total if k >= n else None, "progress": progress[::10],
+                          "half_ready_s": when(0.5), "p99_ready_s": when(0.99), "t0": t0_wall}
+        row("e2e", f"booking → ready, {n} sessions on {n} sim workers (s)", total, goal=f"all {n} ready",
+            met=k >= n, unit="s")
+        row("e2e", f"of which booking {n} sessions through the API (s)", booked, unit="s")
+        row("e2e", "sessions ready per second", k / total)
+        if when(0.5) is not None:
+            row("e2e", "time until 50 % of the sessions were ready (s)", when(0.5), unit="s")
+            row("e2e", "time until 99 % of the sessions were ready (s)", when(0.99), unit="s")
+        if k < n:
+            hist = {key.rsplit(":", 1)[1]: int(redis.cli("SCARD", key).strip() or 0)
+                    for key in redis.cli("--scan", "--pattern", "lcm:idx:session:status:*").split()}
+            errs = [l for l in lc_err.splitlines() if "level=warn" in l or "level=error" in l][-5:]
+            raise RuntimeError(f"only {k}/{n} sessions ready after {deadline}s; statuses {hist}; "
+                               f"lcmd said: {errs}")
+    finally:
+        for p in procs:
+            p.stop()
+        redis.close()
+        shutil.rmtree(plug, ignore_errors=True)
+
 BENCHES = {"store": bench_store, "policy": bench_policy, "placement": bench_placement, "api": bench_api,
-           "memory": bench_memory, "reload": bench_reload}
+           "memory": bench_memory, "reload": bench_reload, "e2e": bench_e2e}
 
 
 def fmt(v):
