@@ -54,9 +54,10 @@ def test_failed_worker_retried_from_api():
           f"the retry launches with the next ClientToken generation: {ok}")
     hist = [h["to"] for h in w["status_history"]]
     check(hist[-5:] == ["failed", "pending", "provisioning", "starting", "running"], hist)
-    # start on a running worker changes nothing
+    # start on a running worker changes nothing (the revision may move: metrics keep coming)
     st, _, again = L.call("POST", f"/api/v1/workers/{wid}/start")
-    check(st == 200 and again["revision"] == w["revision"], f"start on running: {st} {again}")
+    check(st == 200 and again["status"] == "running" and
+          again["status_history"] == w["status_history"], f"start on running: {st} {again}")
     S["retried"] = wid
 
 
