@@ -4,7 +4,7 @@ memory per session and policy reload under load. Each figure is printed next to 
 (measured in the same run) and their ratio, as a table, and written as JSON to
 bench/results/latest.json (git-ignored: the figures worth keeping go to docs/performance.md).
 
-Benchmarks: store, policy, placement, api, memory, reload, e2e (booking → ready, 1,000 sessions
+Benchmarks: store, policy, placement, scaling (if bench/scaling exists), api, memory, reload, e2e (booking → ready, 1,000 sessions
 on 1,000 workers simulated by cml-sim at zero latency).
 Usage: python3 bench/run_all.py [--build DIR] [--quick] [--only NAME,...] [--out FILE]
   --build DIR  a Release build without sanitizers (configured and built here when missing;
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 import harness  # noqa: E402
 
 TARGETS = ["lcmd", "bench_store", "bench_policy", "bench_placement", "bench_api_bare_evhttp",
-           "bench_api_evhttp_xadd", "sched_seed", "cml-sim", "lds-sim", "lcm-cml", "lcm-lds"]
+           "bench_api_evhttp_xadd", "sched_seed", "cml-sim", "lds-sim", "lcm-cml", "lcm-lds", "lcm-aws"]
 ROWS = []        # (bench, figure, value, baseline, ratio, goal, met)
 RESULTS = {}
 
@@ -104,6 +104,22 @@ def bench_placement(a):
     row("placement", f"placements/s Lua ({j['workers']} workers × {j['sessions']} sessions)",
         j["lua"]["placements_per_s"], j["c"]["placements_per_s"], goal="same placements",
         met=j["same_placements"])
+
+
+def bench_scaling(a):
+    script = os.path.join(HERE, "scaling", "run.py")
+    if not os.path.exists(script):
+        say("  bench/scaling not present: skipped")
+        return
+    argv = [sys.executable, script, "--build", a.build] + (["--sessions", "200"] if a.quick else [])
+    r, dt = run(argv, 400)
+    j = last_json(r.stdout)
+    RESULTS["scaling"] = dict(j, seconds=dt)
+    row("scaling", f"reaction p99, {j['sessions']} sessions booked at once (s)", j["reaction_p99_s"],
+        goal="≤ 2 s", met=j["met"]["reaction_p99"], unit="s")
+    row("scaling", "first RunInstances after the first booking (s)", j["first_run_instances_s"], unit="s")
+    row("scaling", "workers launched vs minimum", max(j["run_instances"], j["workers_in_redis"]),
+        j["minimum_workers"], goal="ratio ≤ 1.1", met=j["met"]["capacity"])
 
 
 def bench_api(a):
@@ -424,7 +440,8 @@ def bench_e2e(a):
         redis.close()
         shutil.rmtree(plug, ignore_errors=True)
 
-BENCHES = {"store": bench_store, "policy": bench_policy, "placement": bench_placement, "api": bench_api,
+BENCHES = {"store": bench_store, "policy": bench_policy, "placement": bench_placement,
+           "scaling": bench_scaling, "api": bench_api,
            "memory": bench_memory, "reload": bench_reload, "e2e": bench_e2e}
 
 
