@@ -716,6 +716,42 @@ static cJSON *k_to_json(const void *s)
     return spec_json(s, 1);
 }
 
+/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
+ * copy can always be freed). */
+static void *k_clone(const void *st)
+{
+    const struct lcm_definition *d = st;
+    struct lcm_definition *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *d;
+    int rc = 0;
+    char **strs[] = { &c->id, &c->name, &c->semver, &c->fqn, &c->description, &c->topology,
+                      &c->topology_uri, &c->topology_sha256, &c->req.cml_version_min,
+                      &c->req.cml_version_max, &c->grading_ruleset, &c->created_by };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        rc |= lcm_clone_str(strs[i]);
+    rc |= lcm_clone_strv(&c->req.node_definitions, &c->req.n_node_definitions);
+    rc |= lcm_clone_strv(&c->user_visible_devices, &c->n_user_visible_devices);
+    if (d->ports) {
+        c->ports = malloc((d->nports ? d->nports : 1) * sizeof *c->ports);
+        if (!c->ports)
+            c->nports = 0;
+        for (uint16_t i = 0; c->ports && i < d->nports; i++) {
+            c->ports[i] = d->ports[i];
+            rc |= lcm_clone_str(&c->ports[i].name);
+            rc |= lcm_clone_str(&c->ports[i].node_label);
+        }
+        rc |= !c->ports;
+    }
+    rc |= lcm_history_clone(&c->history, &d->history);
+    if (rc) {
+        lcm_definition_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void k_fields(const void *s, lcm_field_emit_fn emit, void *ud)
 {
     cJSON *o = spec_json(s, 1);
@@ -799,4 +835,5 @@ const struct lcm_kind lcm_kind_definition = {
     .to_json = k_to_json,
     .from_fields = k_from_fields,
     .version = k_version,
+    .clone = k_clone,
 };

@@ -24,6 +24,24 @@ void lcm_history_free(struct lcm_history *h)
     memset(h, 0, sizeof *h);
 }
 
+int lcm_history_clone(struct lcm_history *dst, const struct lcm_history *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src->v)
+        return 0;
+    dst->v = calloc(src->cap ? src->cap : 1, sizeof *dst->v);
+    if (!dst->v)
+        return -1;
+    dst->cap = src->cap;
+    int rc = 0;
+    for (uint16_t i = 0; i < src->n; i++, dst->n++) {
+        dst->v[i] = src->v[i];
+        rc |= lcm_clone_str(&dst->v[i].by);
+        rc |= lcm_clone_str(&dst->v[i].reason);
+    }
+    return rc;
+}
+
 int lcm_history_push(struct lcm_history *h, int from, int to, int64_t at, const char *by,
                      const char *reason)
 {

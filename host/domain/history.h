@@ -24,6 +24,9 @@ struct lcm_history {
 };
 
 void lcm_history_free(struct lcm_history *h);
+/* Deep copy into dst (same capacity, for identical memory figures). 0, or -1 when out of
+ * memory (dst then holds what could be copied and must still be freed). */
+int lcm_history_clone(struct lcm_history *dst, const struct lcm_history *src);
 /* Appends (dropping the oldest when full). Returns 0 or -1 on allocation failure. */
 int lcm_history_push(struct lcm_history *h, int from, int to, int64_t at, const char *by,
                      const char *reason);

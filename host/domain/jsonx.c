@@ -192,6 +192,31 @@ int lcm_text_ok(const char *s, size_t maxlen, int allow_space)
     return n <= maxlen;
 }
 
+int lcm_clone_str(char **p)
+{
+    if (*p && !(*p = strdup(*p)))
+        return -1;
+    return 0;
+}
+
+int lcm_clone_strv(char ***v, uint16_t *n)
+{
+    if (!*v)
+        return 0;
+    char **src = *v, **dst = malloc((*n ? *n : 1) * sizeof *dst);
+    *v = dst;
+    if (!dst) {
+        *n = 0;
+        return -1;
+    }
+    int rc = 0;
+    for (uint16_t i = 0; i < *n; i++) {
+        dst[i] = src[i];
+        rc |= lcm_clone_str(&dst[i]);
+    }
+    return rc;
+}
+
 void lcm_strv_free(char **v, size_t n)
 {
     if (!v)

@@ -39,6 +39,12 @@ int lcm_jx_put_bool(struct cJSON *o, const char *k, int v);
  * spaces unless allow_space). */
 int lcm_text_ok(const char *s, size_t maxlen, int allow_space);
 
+/* Deep copies for the kinds' clone(), made in place on a struct copied bit for bit: each
+ * replaces the borrowed pointer with an owned copy, or with NULL (and a count of 0) when out
+ * of memory, so the struct can always be freed afterwards. Return 0 or -1. */
+int lcm_clone_str(char **p);
+int lcm_clone_strv(char ***v, uint16_t *n);
+
 /* String vectors (owned char *[]). */
 void lcm_strv_free(char **v, size_t n);
 /* Returns 0, or -1 when arr is not an array of acceptable strings (*bad_index set). */

@@ -51,6 +51,10 @@ struct lcm_kind {
     int (*from_fields)(void *state, const char *const *fields, const char *const *values,
                        size_t n, char *err, size_t errlen);
     uint64_t (*version)(const void *state);
+    /* Optional (NULL: the store copies through fields() and from_fields()). A deep copy of
+     * state that folds and emits exactly as the original: fields(clone) == fields(state)
+     * byte for byte, same version. NULL when out of memory. */
+    void *(*clone)(const void *state);
 };
 
 /* All kinds, NULL-terminated; and lookup by name (NULL when unknown). */

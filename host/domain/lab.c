@@ -550,6 +550,40 @@ static void k_destroy(void *s) { lcm_lab_free(s); }
 static uint64_t k_version(const void *s) { return ((const struct lcm_lab *)s)->version; }
 static cJSON *k_to_json(const void *s) { return lab_json(s); }
 
+/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
+ * copy can always be freed). */
+static void *k_clone(const void *st)
+{
+    const struct lcm_lab *l = st;
+    struct lcm_lab *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *l;
+    int rc = 0;
+    char **strs[] = { &c->id, &c->worker_id, &c->cml_lab_id, &c->title, &c->definition_id,
+                      &c->active_session_id, &c->created_by };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        rc |= lcm_clone_str(strs[i]);
+    for (uint8_t i = 0; i < c->nruns; i++)
+        rc |= lcm_clone_str(&c->runs[i].session_id);
+    if (l->ports) {
+        c->ports = malloc((l->nports ? l->nports : 1) * sizeof *c->ports);
+        if (!c->ports)
+            c->nports = 0;
+        for (uint16_t i = 0; c->ports && i < l->nports; i++) {
+            c->ports[i] = l->ports[i];
+            rc |= lcm_clone_str(&c->ports[i].name);
+        }
+        rc |= !c->ports;
+    }
+    rc |= lcm_history_clone(&c->history, &l->history);
+    if (rc) {
+        lcm_lab_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void k_fields(const void *s, lcm_field_emit_fn emitf, void *ud)
 {
     cJSON *o = lab_json(s);
@@ -614,4 +648,5 @@ const struct lcm_kind lcm_kind_lab = {
     .to_json = k_to_json,
     .from_fields = k_from_fields,
     .version = k_version,
+    .clone = k_clone,
 };

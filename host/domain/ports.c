@@ -39,6 +39,39 @@ void lcm_ports_free(struct lcm_ports *p)
     memset(p, 0, sizeof *p);
 }
 
+int lcm_ports_clone(struct lcm_ports *dst, const struct lcm_ports *src)
+{
+    *dst = *src;
+    dst->bits = NULL;
+    dst->leases = NULL;
+    dst->nleases = dst->cap = 0;
+    if (src->bits) {
+        size_t nw = nwords(src->lo, src->hi);
+        if (!(dst->bits = malloc(nw * sizeof *dst->bits)))
+            return LCM_DERR_NOMEM;
+        memcpy(dst->bits, src->bits, nw * sizeof *dst->bits);
+    }
+    if (!src->leases)
+        return 0;
+    dst->leases = calloc(src->cap ? src->cap : 1, sizeof *dst->leases);
+    if (!dst->leases)
+        return LCM_DERR_NOMEM;
+    dst->cap = src->cap;
+    for (uint32_t i = 0; i < src->nleases; i++) {
+        const struct lcm_port_lease *s = &src->leases[i];
+        struct lcm_port_lease *d = &dst->leases[i];
+        d->lab_id = s->lab_id ? strdup(s->lab_id) : NULL;
+        d->ports = s->n ? malloc(s->n * sizeof *d->ports) : NULL;
+        dst->nleases++;   /* freed with dst from here on */
+        if ((s->lab_id && !d->lab_id) || (s->n && !d->ports))
+            return LCM_DERR_NOMEM;
+        if (s->n)
+            memcpy(d->ports, s->ports, s->n * sizeof *d->ports);
+        d->n = s->n;
+    }
+    return 0;
+}
+
 uint32_t lcm_ports_free_count(const struct lcm_ports *p)
 {
     return p->nfree;

@@ -30,6 +30,8 @@ struct lcm_ports {
 /* lo ≤ hi, lo ≥ 1. Returns 0, LCM_DERR_INVALID or LCM_DERR_NOMEM. */
 int lcm_ports_init(struct lcm_ports *p, uint16_t lo, uint16_t hi);
 void lcm_ports_free(struct lcm_ports *p);
+/* Deep copy into dst (same capacity). 0, or LCM_DERR_NOMEM (dst must still be freed). */
+int lcm_ports_clone(struct lcm_ports *dst, const struct lcm_ports *src);
 uint32_t lcm_ports_free_count(const struct lcm_ports *p);
 int lcm_ports_in_use(const struct lcm_ports *p, uint16_t port);
 /* Chooses the n lowest free ports into out (no change to p). LCM_DERR_EXHAUSTED when fewer

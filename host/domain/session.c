@@ -931,6 +931,45 @@ static void k_destroy(void *st) { lcm_session_free(st); }
 static uint64_t k_version(const void *st) { return ((const struct lcm_session *)st)->version; }
 static cJSON *k_to_json(const void *st) { return ss_json(st); }
 
+/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
+ * copy can always be freed). */
+static void *k_clone(const void *st)
+{
+    const struct lcm_session *s = st;
+    struct lcm_session *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *s;
+    int rc = 0;
+    char **strs[] = { &c->id, &c->definition_id, &c->definition_name, &c->definition_version,
+                      &c->owner, &c->reservation_id, &c->desired_reason, &c->desired_by,
+                      &c->worker_id, &c->lab_record_id, &c->cml_lab_id,
+                      &c->user_session.lds_session_id, &c->user_session.login_url,
+                      &c->user_session.devices_json, &c->user_session.status,
+                      &c->grading.grading_session_id, &c->grading.status,
+                      &c->score.sections_json, &c->created_by };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        rc |= lcm_clone_str(strs[i]);
+    for (int i = 0; i < LCM_STEP__COUNT; i++)
+        rc |= lcm_clone_str(&c->steps[i].error);
+    if (s->ports) {
+        c->ports = malloc((s->nports ? s->nports : 1) * sizeof *c->ports);
+        if (!c->ports)
+            c->nports = 0;
+        for (uint16_t i = 0; c->ports && i < s->nports; i++) {
+            c->ports[i] = s->ports[i];
+            rc |= lcm_clone_str(&c->ports[i].name);
+        }
+        rc |= !c->ports;
+    }
+    rc |= lcm_history_clone(&c->history, &s->history);
+    if (rc) {
+        lcm_session_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void k_fields(const void *st, lcm_field_emit_fn emitf, void *ud)
 {
     cJSON *o = ss_json(st);
@@ -998,4 +1037,5 @@ const struct lcm_kind lcm_kind_session = {
     .to_json = k_to_json,
     .from_fields = k_from_fields,
     .version = k_version,
+    .clone = k_clone,
 };

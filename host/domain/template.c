@@ -426,6 +426,29 @@ static int k_apply(void *state, const struct lcm_event *ev, char *err, size_t er
 
 static cJSON *k_to_json(const void *s) { return tpl_json(s, 1); }
 
+/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
+ * copy can always be freed). */
+static void *k_clone(const void *st)
+{
+    const struct lcm_template *t = st;
+    struct lcm_template *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *t;
+    int rc = 0;
+    char **strs[] = { &c->id, &c->name, &c->description, &c->instance_type,
+                      &c->ami_name_pattern, &c->region, &c->subnet_id, &c->key_name,
+                      &c->tags_json, &c->regions_json, &c->created_by };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        rc |= lcm_clone_str(strs[i]);
+    rc |= lcm_clone_strv(&c->security_group_ids, &c->n_security_group_ids);
+    if (rc) {
+        lcm_template_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void k_fields(const void *s, lcm_field_emit_fn emit, void *ud)
 {
     cJSON *o = tpl_json(s, 1);
@@ -495,4 +518,5 @@ const struct lcm_kind lcm_kind_template = {
     .to_json = k_to_json,
     .from_fields = k_from_fields,
     .version = k_version,
+    .clone = k_clone,
 };

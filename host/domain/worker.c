@@ -945,6 +945,42 @@ static void k_destroy(void *s) { lcm_worker_free(s); }
 static uint64_t k_version(const void *s) { return ((const struct lcm_worker *)s)->version; }
 static cJSON *k_to_json(const void *s) { return wk_json(s); }
 
+/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
+ * copy can always be freed). */
+static void *k_clone(const void *st)
+{
+    const struct lcm_worker *w = st;
+    struct lcm_worker *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *w;
+    int rc = 0;
+    char **strs[] = { &c->id, &c->name, &c->region, &c->template_name, &c->instance_id,
+                      &c->instance_type, &c->ami_id, &c->private_ip, &c->public_ip,
+                      &c->endpoint, &c->license.status, &c->cml.version, &c->drain.reason,
+                      &c->created_by };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        rc |= lcm_clone_str(strs[i]);
+    rc |= lcm_clone_strv(&c->cml.node_definitions, &c->cml.n_node_definitions);
+    if (w->sessions) {
+        c->sessions = malloc((w->cap_sessions ? w->cap_sessions : 1) * sizeof *c->sessions);
+        if (!c->sessions)
+            c->nsessions = c->cap_sessions = 0;
+        for (uint32_t i = 0; c->sessions && i < w->nsessions; i++) {
+            c->sessions[i] = w->sessions[i];
+            rc |= lcm_clone_str(&c->sessions[i].session_id);
+        }
+        rc |= !c->sessions;
+    }
+    rc |= lcm_ports_clone(&c->ports, &w->ports) != 0;
+    rc |= lcm_history_clone(&c->history, &w->history);
+    if (rc) {
+        lcm_worker_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static void k_fields(const void *s, lcm_field_emit_fn emitf, void *ud)
 {
     cJSON *o = wk_json(s);
@@ -1014,4 +1050,5 @@ const struct lcm_kind lcm_kind_worker = {
     .to_json = k_to_json,
     .from_fields = k_from_fields,
     .version = k_version,
+    .clone = k_clone,
 };
