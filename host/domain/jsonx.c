@@ -280,10 +280,154 @@ static const char *renamed(const char *const *rename, const char *key, int to_fi
     return key;
 }
 
+/* ---- compact JSON text, byte for byte what cJSON_PrintUnformatted gives ----------------
+ * Hash fields are written on every commit, and cJSON formats every number with sprintf +
+ * sscanf + sprintf: most of the cost of fields(). Small integers (the usual numbers of the
+ * states) and strings are formatted here; any other number goes through cJSON itself, so
+ * the text cannot drift from what earlier versions wrote (test_domain_json compares both). */
+struct jbuf {
+    char *p;
+    size_t n, cap;
+    int bad;
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->cap - b->n < n + 1) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->n < n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->bad = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void jb_string(struct jbuf *b, const char *s)
+{
+    if (!s) {
+        jb_put(b, "\"\"", 2);
+        return;
+    }
+    jb_put(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (; *p; p++) {
+        unsigned char c = *p;
+        if (c > 31 && c != '"' && c != '\\')
+            continue;
+        jb_put(b, (const char *)run, (size_t)(p - run));
+        run = p + 1;
+        char esc[8];
+        switch (c) {
+        case '"': jb_put(b, "\\\"", 2); break;
+        case '\\': jb_put(b, "\\\\", 2); break;
+        case '\b': jb_put(b, "\\b", 2); break;
+        case '\f': jb_put(b, "\\f", 2); break;
+        case '\n': jb_put(b, "\\n", 2); break;
+        case '\r': jb_put(b, "\\r", 2); break;
+        case '\t': jb_put(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            jb_put(b, esc, 6);
+        }
+    }
+    jb_put(b, (const char *)run, (size_t)(p - run));
+    jb_put(b, "\"", 1);
+}
+
+static void jb_number(struct jbuf *b, const cJSON *it)
+{
+    double d = it->valuedouble;
+    /* An integer in int range (not -0): "%d" and "%1.15g" agree, so every cJSON version
+     * prints its plain decimal digits. */
+    if (d >= -2147483647.0 && d <= 2147483647.0 && d == (double)(long)d &&
+        !(d == 0 && signbit(d))) {
+        char tmp[24], *q = tmp + sizeof tmp;
+        long v = (long)d;
+        unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+        do {
+            *--q = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            *--q = '-';
+        jb_put(b, q, (size_t)(tmp + sizeof tmp - q));
+        return;
+    }
+    char *s = cJSON_PrintUnformatted(it);
+    if (!s) {
+        b->bad = 1;
+        return;
+    }
+    jb_put(b, s, strlen(s));
+    cJSON_free(s);
+}
+
+static void jb_value(struct jbuf *b, const cJSON *it)
+{
+    const cJSON *c;
+    switch (it->type & 0xff) {
+    case cJSON_NULL: jb_put(b, "null", 4); break;
+    case cJSON_False: jb_put(b, "false", 5); break;
+    case cJSON_True: jb_put(b, "true", 4); break;
+    case cJSON_Number: jb_number(b, it); break;
+    case cJSON_String: jb_string(b, it->valuestring); break;
+    case cJSON_Raw:
+        if (!it->valuestring)
+            b->bad = 1;
+        else
+            jb_put(b, it->valuestring, strlen(it->valuestring));
+        break;
+    case cJSON_Array:
+        jb_put(b, "[", 1);
+        for (c = it->child; c && !b->bad; c = c->next) {
+            jb_value(b, c);
+            if (c->next)
+                jb_put(b, ",", 1);
+        }
+        jb_put(b, "]", 1);
+        break;
+    case cJSON_Object:
+        jb_put(b, "{", 1);
+        for (c = it->child; c && !b->bad; c = c->next) {
+            jb_string(b, c->string);
+            jb_put(b, ":", 1);
+            jb_value(b, c);
+            if (c->next)
+                jb_put(b, ",", 1);
+        }
+        jb_put(b, "}", 1);
+        break;
+    default:
+        b->bad = 1;
+    }
+}
+
+char *lcm_jx_print(const cJSON *item)
+{
+    struct jbuf b = {0};
+    jb_value(&b, item);
+    if (b.bad) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
 void lcm_jx_emit_fields(const cJSON *obj, const char *const *rename, lcm_field_emit_fn emit,
                         void *ud)
 {
     const cJSON *it;
+    struct jbuf b = {0};   /* reused by every member */
     cJSON_ArrayForEach(it, obj) {
         if (cJSON_IsNull(it) || !it->string)
             continue;
@@ -292,12 +436,20 @@ void lcm_jx_emit_fields(const cJSON *obj, const char *const *rename, lcm_field_e
             emit(field, it->valuestring, ud);
             continue;
         }
+        b.n = 0;
+        b.bad = 0;
+        jb_value(&b, it);
+        if (!b.bad && b.p) {
+            emit(field, b.p, ud);
+            continue;
+        }
         char *s = cJSON_PrintUnformatted(it);
         if (s) {
             emit(field, s, ud);
             cJSON_free(s);
         }
     }
+    free(b.p);
 }
 
 cJSON *lcm_jx_from_fields(const char *const *fields, const char *const *values, size_t n,

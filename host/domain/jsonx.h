@@ -57,6 +57,9 @@ struct cJSON *lcm_strv_to_json(char *const *v, size_t n);
  * members whose name would clash with the store's own fields (e.g. "version"). */
 void lcm_jx_emit_fields(const struct cJSON *obj, const char *const *rename,
                         lcm_field_emit_fn emit, void *ud);
+/* Compact JSON text of item, identical to cJSON_PrintUnformatted's but without its
+ * per-number sprintf/sscanf for integers (free() the result). NULL on failure. */
+char *lcm_jx_print(const struct cJSON *item);
 /* The inverse: an object of string members built from hash fields (renames undone). The
  * store's "version" field is returned in *version (0 when absent). NULL on failure. */
 struct cJSON *lcm_jx_from_fields(const char *const *fields, const char *const *values,

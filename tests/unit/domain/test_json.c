@@ -2,6 +2,9 @@
  * answer problem+json with it. Also the sample seeds (converted to JSON) validate. */
 #include "builders.h"
 
+#include <math.h>
+
+#include "jsonx.h"
 #include "session.h"
 #include "session_time.h"
 
@@ -278,9 +281,133 @@ static void test_score_errors(void **st)
     lcm_session_free(s);
 }
 
+/* lcm_jx_print and the hash fields of lcm_jx_emit_fields are byte for byte what
+ * cJSON_PrintUnformatted gives (the hashes written before must keep their bytes), over
+ * random trees with awkward numbers and every byte value in strings and keys. */
+static unsigned rnd_state = 12345;
+static unsigned rnd(void)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) & 0xffffff;
+}
+
+static cJSON *rnd_number(void)
+{
+    static const double special[] = {0, 1, -1, 42, 2147483647.0, -2147483647.0, -2147483648.0,
+                                     2147483648.0, 4294967296.0, 1e15, 1e15 + 1, 1e16, 1e17,
+                                     9007199254740993.0, 1e300, -1e300, 0.1, 40.5, 3.9641,
+                                     12.25, 1.0 / 3, 2.0 / 3, 5e-324, 1e-7, 123456.789,
+                                     1764237600, -0.5, 0.30000000000000004};
+    unsigned k = rnd() % 40;
+    if (k < sizeof special / sizeof *special)
+        return cJSON_CreateNumber(special[k]);
+    if (k < 32)
+        return cJSON_CreateNumber((double)((int)rnd() - 0x800000) * (k % 2 ? 1 : 1000));
+    if (k < 34) {
+        cJSON *n = cJSON_CreateNumber(0);
+        n->valuedouble = k == 32 ? -0.0 : (rnd() % 2 ? NAN : -INFINITY);
+        return n;
+    }
+    return cJSON_CreateNumber(((double)rnd() - 8388608.0) / (double)(rnd() % 1000 + 1));
+}
+
+static void rnd_text(char *buf, size_t cap)
+{
+    size_t n = rnd() % (cap - 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = rnd() % 4;
+        buf[i] = (char)(k == 0 ? 1 + rnd() % 255 : k == 1 ? 1 + rnd() % 40 : 'a' + rnd() % 26);
+    }
+    buf[n] = 0;
+}
+
+static cJSON *rnd_tree(int depth)
+{
+    char txt[40];
+    unsigned k = rnd() % (depth > 3 ? 6 : 8);
+    switch (k) {
+    case 0: return cJSON_CreateNull();
+    case 1: return cJSON_CreateBool(rnd() % 2);
+    case 2: case 3: return rnd_number();
+    case 4: rnd_text(txt, sizeof txt); return cJSON_CreateString(txt);
+    case 5: return cJSON_CreateRaw(rnd() % 2 ? "[1,2]" : "\"raw\"");
+    case 6: {
+        cJSON *a = cJSON_CreateArray();
+        for (unsigned i = rnd() % 5; i > 0; i--)
+            cJSON_AddItemToArray(a, rnd_tree(depth + 1));
+        return a;
+    }
+    default: {
+        cJSON *o = cJSON_CreateObject();
+        for (unsigned i = rnd() % 5; i > 0; i--) {
+            rnd_text(txt, sizeof txt);
+            cJSON_AddItemToObject(o, txt, rnd_tree(depth + 1));
+        }
+        return o;
+    }
+    }
+}
+
+struct emitted { char *names[64], *values[64]; size_t n; };
+static void emit_keep(const char *f, const char *v, void *ud)
+{
+    struct emitted *e = ud;
+    assert_true(e->n < 64);
+    e->names[e->n] = strdup(f);
+    e->values[e->n++] = strdup(v);
+}
+
+static void test_print_matches_cjson(void **st)
+{
+    (void)st;
+    for (int t = 0; t < 20000; t++) {
+        cJSON *tree = rnd_tree(0);
+        char *want = cJSON_PrintUnformatted(tree), *got = lcm_jx_print(tree);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+        cJSON_free(want);
+        cJSON_Delete(tree);
+    }
+    for (int t = 0; t < 2000; t++) {
+        cJSON *o = cJSON_CreateObject();
+        for (int i = 0; i < 12; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "f%d", i);
+            cJSON_AddItemToObject(o, key, rnd_tree(1));
+        }
+        struct emitted e = {.n = 0};
+        lcm_jx_emit_fields(o, NULL, emit_keep, &e);
+        size_t j = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, o) {
+            if (cJSON_IsNull(it))
+                continue;
+            assert_true(j < e.n);
+            assert_string_equal(e.names[j], it->string);
+            if (cJSON_IsString(it)) {
+                assert_string_equal(e.values[j], it->valuestring);
+            } else {
+                char *want = cJSON_PrintUnformatted(it);
+                assert_string_equal(e.values[j], want);
+                cJSON_free(want);
+            }
+            j++;
+        }
+        assert_int_equal(j, e.n);
+        for (size_t i = 0; i < e.n; i++) {
+            free(e.names[i]);
+            free(e.values[i]);
+        }
+        cJSON_Delete(o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_print_matches_cjson),
         cmocka_unit_test(test_definition_errors),
         cmocka_unit_test(test_definition_seed_shape),
         cmocka_unit_test(test_template_errors),
