@@ -938,9 +938,17 @@ int lcm_store_commit(struct lcm_store *s, const struct lcm_store_change *changes
         items[i].kind = c->kind;
         items[i].expected = c->expected_version;
         items[i].id = strdup(c->id);
-        items[i].state = lcm_store_clone_state(c->kind, c->id, a ? a->state : NULL, err, errlen);
+        /* A deep copy by the kind when it has one; the fields round trip otherwise. */
+        if (a && c->kind->clone) {
+            items[i].state = c->kind->clone(a->state);
+            if (!items[i].state)
+                snprintf(err, errlen, "out of memory");
+        } else {
+            items[i].state = lcm_store_clone_state(c->kind, c->id, a ? a->state : NULL, err,
+                                                   errlen);
+        }
         if (!items[i].id || !items[i].state) {
-            rc = items[i].id ? LCM_STORE_EINVALID : LCM_STORE_ENOMEM;
+            rc = items[i].id && !(a && c->kind->clone) ? LCM_STORE_EINVALID : LCM_STORE_ENOMEM;
             goto out;
         }
         for (size_t e = 0; e < c->n_events; e++) {
