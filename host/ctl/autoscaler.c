@@ -1,8 +1,9 @@
 /* Autoscaler cycle: demand (unplaced sessions in the lead window, pending ones starting
- * within worker_boot_minutes) and fleet → scale_up policy → host limits → worker.created
- * (origin scale_up, desired running; the worker controller launches them); empty idle
- * workers → scale_down policy → guard → drain+stop / stop / terminate. Cooldowns and idle
- * times live under lcm:sched:* in Redis so a new leader honours them. */
+ * within worker_boot_minutes, less what a new worker would not fix) and fleet → scale_up
+ * policy → host limits → worker.created (origin scale_up, desired running; the worker
+ * controller launches them); empty idle workers → scale_down policy → guard → drain+stop /
+ * stop / terminate. Cooldowns, idle times and launches per session live under lcm:sched:*
+ * in Redis so a new leader honours them. */
 #include "autoscaler.h"
 
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "core/metrics.h"
 #include "core/redis.h"
 #include "domain/definition.h"
+#include "domain/license.h"
 #include "domain/session.h"
 #include "domain/session_time.h"
 #include "domain/template.h"
@@ -28,6 +30,26 @@
 #define KEY_DOWN "lcm:sched:cooldown:down"
 #define KEY_IDLE "lcm:sched:idle"
 #define KEY_DECISIONS "lcm:sched:decisions"
+#define KEY_LAUNCHED "lcm:sched:launched"
+
+/* Launches made for one pending session (mirrors a field of lcm:sched:launched, value
+ * "<n> <latest worker id>"); dropped once the session is no longer pending. */
+#define LREC_BUCKETS 1024
+struct lrec {
+    char *sid;
+    int64_t n;
+    char wid[48];
+    unsigned seen;                /* cycle that last saw the session pending */
+    unsigned attributed;          /* cycle that last launched for it */
+    struct lrec *next;
+};
+
+/* Rate limit of repeated refusal records (one per key per 10 s). */
+struct note {
+    char *key;
+    int64_t at_ms;
+    struct note *next;
+};
 
 struct idle_ent {
     char *id;
@@ -48,6 +70,12 @@ struct lcm_autoscaler {
     int64_t last_at;
     size_t last_groups, last_unplaced, last_upcoming;
     int64_t last_launched, last_refused, last_retired;
+    size_t last_capped, last_waiting, last_cannot;
+    struct lrec *lrec[LREC_BUCKETS];
+    size_t nlrec;
+    unsigned cycle_no;
+    int64_t loading_until_ms;     /* lcm:sched:launched being read after start */
+    struct note *notes;
 };
 
 static int64_t wall_ms(void)
@@ -68,6 +96,7 @@ void lcm_autoscaler_cfg_default(struct lcm_autoscaler_cfg *c)
     c->down_cooldown_s = 300;
     c->idle_minutes = 60;
     c->stopped_retention_minutes = 1440;
+    c->max_launches_per_session = 2;
 }
 
 void lcm_autoscaler_cfg_from_config(const struct lcm_config *cfg, struct lcm_autoscaler_cfg *c)
@@ -106,6 +135,104 @@ struct lcm_autoscaler *lcm_autoscaler_new(const struct lcm_autoscaler_env *env,
     return a;
 }
 
+/* ---- launches per session ---- */
+
+static unsigned long str_hash(const char *s)
+{
+    unsigned long h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h;
+}
+
+static struct lrec *lrec_find(const struct lcm_autoscaler *a, const char *sid)
+{
+    for (struct lrec *e = a->lrec[str_hash(sid) % LREC_BUCKETS]; e; e = e->next)
+        if (!strcmp(e->sid, sid))
+            return e;
+    return NULL;
+}
+
+static struct lrec *lrec_put(struct lcm_autoscaler *a, const char *sid, int64_t n, const char *wid)
+{
+    struct lrec *e = lrec_find(a, sid);
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e || !(e->sid = strdup(sid))) {
+            free(e);
+            return NULL;
+        }
+        unsigned long b = str_hash(sid) % LREC_BUCKETS;
+        e->next = a->lrec[b];
+        a->lrec[b] = e;
+        a->nlrec++;
+    }
+    e->n = n;
+    snprintf(e->wid, sizeof e->wid, "%s", wid ? wid : "");
+    return e;
+}
+
+static void lrec_clear(struct lcm_autoscaler *a)
+{
+    for (size_t i = 0; i < LREC_BUCKETS; i++)
+        while (a->lrec[i]) {
+            struct lrec *n = a->lrec[i]->next;
+            free(a->lrec[i]->sid);
+            free(a->lrec[i]);
+            a->lrec[i] = n;
+        }
+    a->nlrec = 0;
+}
+
+/* Sends "HSET key f v f v …" or "HDEL key f f …" in chunks (argv borrowed). */
+static void send_fields(struct lcm_autoscaler *a, const char *cmd, const char **fv, size_t n,
+                        size_t per)
+{
+    if (!a->env.redis || n == 0)
+        return;
+    const char *argv[2 + 2 * 256];
+    for (size_t i = 0; i < n;) {
+        int argc = 0;
+        argv[argc++] = cmd;
+        argv[argc++] = KEY_LAUNCHED;
+        for (size_t k = 0; k < 256 && i < n; k++, i++)
+            for (size_t j = 0; j < per; j++)
+                argv[argc++] = fv[i * per + j];
+        lcm_redis_commandv(a->env.redis, NULL, NULL, argc, argv, NULL);
+    }
+}
+
+/* At most one record per key every 10 s: a refusal repeated every cycle would bury the log. */
+static int note_due(struct lcm_autoscaler *a, const char *key, int64_t nowms)
+{
+    struct note **pp = &a->notes;
+    while (*pp) {
+        struct note *e = *pp;
+        if (!strcmp(e->key, key)) {
+            if (nowms - e->at_ms < 10000)
+                return 0;
+            e->at_ms = nowms;
+            return 1;
+        }
+        if (nowms - e->at_ms > 60000) {   /* forgotten: keeps the list short */
+            *pp = e->next;
+            free(e->key);
+            free(e);
+            continue;
+        }
+        pp = &e->next;
+    }
+    struct note *e = calloc(1, sizeof *e);
+    if (e && (e->key = strdup(key))) {
+        e->at_ms = nowms;
+        e->next = a->notes;
+        a->notes = e;
+    } else {
+        free(e);
+    }
+    return 1;
+}
+
 void lcm_autoscaler_free(struct lcm_autoscaler *a)
 {
     if (!a)
@@ -115,6 +242,13 @@ void lcm_autoscaler_free(struct lcm_autoscaler *a)
         free(a->idle->id);
         free(a->idle);
         a->idle = n;
+    }
+    lrec_clear(a);
+    while (a->notes) {
+        struct note *n = a->notes->next;
+        free(a->notes->key);
+        free(a->notes);
+        a->notes = n;
     }
     free(a);
 }
@@ -164,6 +298,27 @@ static void idle_reply(struct lcm_redis *r, redisReply *rep, void *ud)
             idle_set(a, rep->element[i]->str, atoll(rep->element[i + 1]->str));
 }
 
+/* The reply never touches the autoscaler when it is NULL (lcm_redis_free runs pending
+ * callbacks that way at shutdown, after the autoscaler is gone). */
+static void launched_reply(struct lcm_redis *r, redisReply *rep, void *ud)
+{
+    struct lcm_autoscaler *a = ud;
+    (void)r;
+    if (!rep)
+        return;
+    if (rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+            const redisReply *f = rep->element[i], *v = rep->element[i + 1];
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                continue;
+            long long n = 0;
+            char wid[48] = "";
+            if (sscanf(v->str, "%lld %47s", &n, wid) >= 1 && n > 0)
+                lrec_put(a, f->str, n, wid);
+        }
+    a->loading_until_ms = 0;
+}
+
 void lcm_autoscaler_start(struct lcm_autoscaler *a)
 {
     if (!a->env.redis)
@@ -172,6 +327,12 @@ void lcm_autoscaler_start(struct lcm_autoscaler *a)
     lcm_redis_commandv(a->env.redis, pttl_reply, &a->up_until_ms, 2, up, NULL);
     lcm_redis_commandv(a->env.redis, pttl_reply, &a->down_until_ms, 2, down, NULL);
     lcm_redis_commandv(a->env.redis, idle_reply, a, 2, idle, NULL);
+    /* Redis holds the launches per session (another leader may have launched since this
+     * one last led): scale-up waits for them, at most 5 s if Redis does not answer */
+    lrec_clear(a);
+    const char *launched[] = { "HGETALL", KEY_LAUNCHED };
+    if (lcm_redis_commandv(a->env.redis, launched_reply, a, 2, launched, NULL) == 0)
+        a->loading_until_ms = wall_ms() + 5000;
 }
 
 static void set_cooldown(struct lcm_autoscaler *a, const char *key, int64_t *until, int64_t secs)
@@ -262,6 +423,10 @@ struct wbusy {
 
 struct group {
     struct lcm_policy_demand d;
+    const struct lcm_definition *def;
+    struct lcm_place_req req;
+    const char **sids;            /* its demand sessions, soonest first (borrowed ids) */
+    size_t nsids, capsids;
 };
 
 struct scan {
@@ -272,6 +437,9 @@ struct scan {
     struct group *groups;
     size_t ngroups, capgroups;
     size_t unplaced, upcoming;
+    size_t capped, waiting;       /* left out of demand by the launches made for them */
+    const char *capped_sid;
+    char capped_wid[48];
     int oom;
 };
 
@@ -319,6 +487,8 @@ static void scan_free(struct scan *sc)
             free(sc->busy[i]);
             sc->busy[i] = n;
         }
+    for (size_t i = 0; i < sc->ngroups; i++)
+        free(sc->groups[i].sids);
     free(sc->groups);
 }
 
@@ -353,7 +523,31 @@ static struct group *group_for(struct scan *sc, const char *def_id)
     g->d.req.storage_gb = d->req.need.storage_gb;
     g->d.req.node_count = d->req.need.nodes;
     g->d.req.license_affinity = lcm_sched_policy_license(d->license_affinity);
+    g->def = d;
+    lcm_place_req_from_definition(d, &g->req);
     return g;
+}
+
+static void group_add_session(struct scan *sc, struct group *g, const char *sid)
+{
+    if (g->nsids == g->capsids) {
+        size_t nc = g->capsids ? g->capsids * 2 : 8;
+        const char **v = realloc(g->sids, nc * sizeof *v);
+        if (!v) {
+            sc->oom = 1;
+            return;
+        }
+        g->sids = v;
+        g->capsids = nc;
+    }
+    g->sids[g->nsids++] = sid;
+}
+
+/* A worker launched and not yet able to take sessions: scale-up counts it as capacity. */
+static int in_flight(const struct lcm_worker *w)
+{
+    return w->status == LCM_WK_PENDING || w->status == LCM_WK_PROVISIONING ||
+           w->status == LCM_WK_STARTING || (w->status == LCM_WK_RUNNING && !w->cml.ready);
 }
 
 static int scan_pending(const struct lcm_session *s, void *ud);
@@ -375,17 +569,44 @@ static int scan_session(const char *id, const void *state, void *ud)
 static int scan_pending(const struct lcm_session *s, void *ud)
 {
     struct scan *sc = ud;
-    if (s->status != LCM_SS_PENDING || lcm_session_is_expired(s, sc->now, &sc->tp))
+    struct lcm_autoscaler *a = sc->a;
+    if (s->status != LCM_SS_PENDING)
         return 0;
-    int unplaced = sc->a->env.sched && lcm_sched_is_unplaced(sc->a->env.sched, s->id) &&
+    struct lrec *lr = a->nlrec ? lrec_find(a, s->id) : NULL;
+    if (lr)
+        lr->seen = a->cycle_no;
+    if (lcm_session_is_expired(s, sc->now, &sc->tp))
+        return 0;
+    int unplaced = a->env.sched && lcm_sched_is_unplaced(a->env.sched, s->id) &&
                    lcm_session_in_lead_window(s, sc->now, &sc->tp);
     int upcoming = !unplaced &&
-                   (s->start == 0 || s->start - (int64_t)sc->a->cfg.worker_boot_minutes * 60 <= sc->now);
+                   (s->start == 0 || s->start - (int64_t)a->cfg.worker_boot_minutes * 60 <= sc->now);
     if (!unplaced && !upcoming)
         return 0;
     struct group *g = group_for(sc, s->definition_id);
     if (!g)
         return 0;
+    if (lr) {
+        /* Launches were made for this session already. While the latest is in flight the
+         * session stays demand (the policy counts that worker as its capacity). Once it
+         * runs with room for the session, the scheduler places it there: no launch. Else
+         * (the worker failed, went away or filled up) it may have another, up to the cap. */
+        const struct lcm_worker *w = lr->wid[0] ? lcm_store_get(a->env.store, "worker", lr->wid) : NULL;
+        if (!w || !in_flight(w)) {
+            if (w && w->status == LCM_WK_RUNNING && lcm_placement_check(w, &g->req) == LCM_REJ_NONE) {
+                sc->waiting++;
+                return 0;
+            }
+            if (a->cfg.max_launches_per_session > 0 && lr->n >= a->cfg.max_launches_per_session) {
+                if (!sc->capped++) {
+                    sc->capped_sid = s->id;
+                    cpy(sc->capped_wid, sizeof sc->capped_wid, lr->wid);
+                }
+                return 0;
+            }
+        }
+    }
+    group_add_session(sc, g, s->id);
     if (unplaced) {
         g->d.unplaced++;
         sc->unplaced++;
@@ -511,6 +732,126 @@ int64_t lcm_autoscaler_room(const struct lcm_autoscaler *a, const char *region)
     return room > 0 ? room : 0;
 }
 
+/* ---- what a new worker of a template would not fix ---- */
+
+static int cml_observed(const struct lcm_worker *w)
+{
+    switch (w->status) {
+    case LCM_WK_RUNNING:
+    case LCM_WK_DRAINING:
+        return w->cml.ready;
+    case LCM_WK_STOPPING:
+    case LCM_WK_STOPPED:
+        /* what it showed while it ran (a stopped worker must not make the next launch
+         * look like the first) */
+        return w->cml.version && *w->cml.version;
+    default:
+        return 0;
+    }
+}
+
+/* The verdict of the worker as if it were running and empty: only what its load cannot
+ * explain is left (licence, CML version, node definitions, a need above its capacity). */
+static enum lcm_place_reject empty_verdict(const struct lcm_worker *w, const struct lcm_place_req *r)
+{
+    struct lcm_worker x = *w;   /* shallow copy, only read */
+    x.status = LCM_WK_RUNNING;
+    x.cml.ready = 1;
+    x.nsessions = 0;
+    x.sessions = NULL;
+    memset(&x.allocated, 0, sizeof x.allocated);
+    struct lcm_place_req q = *r;
+    q.nports = 0;   /* a new worker has its whole port range free */
+    return lcm_placement_check(&x, &q);
+}
+
+static void describe_reject(const struct lcm_worker *w, const struct lcm_definition *d,
+                            enum lcm_place_reject v, char *buf, size_t len)
+{
+    switch (v) {
+    case LCM_REJ_NODE_DEFINITION:
+        for (uint16_t i = 0; i < d->req.n_node_definitions; i++) {
+            int has = 0;
+            for (uint16_t k = 0; k < w->cml.n_node_definitions && !has; k++)
+                has = !strcmp(w->cml.node_definitions[k], d->req.node_definitions[i]);
+            if (!has) {
+                snprintf(buf, len, "node_definition %s missing on its workers", d->req.node_definitions[i]);
+                return;
+            }
+        }
+        snprintf(buf, len, "node_definition missing on its workers");
+        return;
+    case LCM_REJ_CML_VERSION:
+        snprintf(buf, len, "cml_version %s of its workers outside [%s, %s]",
+                 w->cml.version ? w->cml.version : "unknown",
+                 d->req.cml_version_min ? d->req.cml_version_min : "",
+                 d->req.cml_version_max ? d->req.cml_version_max : "");
+        return;
+    case LCM_REJ_LICENSE:
+        snprintf(buf, len, "license %s of its workers does not serve the definition's affinity",
+                 lcm_license_name(w->license.type));
+        return;
+    case LCM_REJ_NODES:
+        snprintf(buf, len, "nodes: the definition needs %lld, its workers allow %d",
+                 (long long)d->req.need.nodes, (int)lcm_worker_node_limit(w));
+        return;
+    default:
+        snprintf(buf, len, "%s: the definition needs more than an empty worker of it offers",
+                 lcm_place_reject_name(v));
+        return;
+    }
+}
+
+int lcm_autoscaler_cannot_serve(const struct lcm_worker *const *ws, size_t n,
+                                const struct lcm_definition *d, char *why, size_t whylen)
+{
+    struct lcm_place_req r;
+    lcm_place_req_from_definition(d, &r);
+    const struct lcm_worker *first = NULL;
+    enum lcm_place_reject first_v = LCM_REJ_NONE;
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct lcm_worker *w = ws[i];
+        if (!w || !cml_observed(w))
+            continue;
+        enum lcm_place_reject v = empty_verdict(w, &r);
+        if (v == LCM_REJ_NONE)
+            return 0;   /* one of them could serve it: so could a new one */
+        if (!first || strcmp(w->id, first->id) < 0) {
+            first = w;
+            first_v = v;
+        }
+        seen++;
+    }
+    if (!first)
+        return 0;
+    if (why && whylen) {
+        char what[200];
+        describe_reject(first, d, first_v, what, sizeof what);
+        snprintf(why, whylen, "%s (%zu observed, e.g. %s)", what, seen, first->id);
+    }
+    return 1;
+}
+
+/* Sessions of a definition one worker of the template holds (0: none). */
+static int64_t sessions_per_worker(const struct lcm_policy_template *p, const struct lcm_capacity *n)
+{
+    int64_t per = INT64_MAX;
+    if (n->cpu_cores > 0 && (int64_t)(p->capacity.cpu_cores / n->cpu_cores) < per)
+        per = (int64_t)(p->capacity.cpu_cores / n->cpu_cores);
+    if (n->memory_gb > 0 && (int64_t)(p->capacity.memory_gb / n->memory_gb) < per)
+        per = (int64_t)(p->capacity.memory_gb / n->memory_gb);
+    if (n->storage_gb > 0 && (int64_t)(p->capacity.storage_gb / n->storage_gb) < per)
+        per = (int64_t)(p->capacity.storage_gb / n->storage_gb);
+    if (n->nodes > 0 && p->capacity.nodes / n->nodes < per)
+        per = p->capacity.nodes / n->nodes;
+    if (p->license_type == LCM_POLICY_LIC_PERSONAL && per > 1)
+        per = 1;
+    if (per == INT64_MAX)
+        per = 1000;
+    return per > 0 ? per : 0;
+}
+
 /* ---- commits ---- */
 
 struct act_ctx {
@@ -566,8 +907,9 @@ static int events_to_store(const struct lcm_events *ev, const char *by, struct l
     return 0;
 }
 
+/* Creates count workers of the template; their ids go to out_ids (count entries). */
 static int launch(struct lcm_autoscaler *a, const struct lcm_template *tpl, const char *region,
-                  int64_t count, const char *reason, int64_t now)
+                  int64_t count, const char *reason, int64_t now, char (*out_ids)[40])
 {
     struct lcm_store_change *ch = calloc((size_t)count, sizeof *ch);
     struct lcm_events *evs = calloc((size_t)count, sizeof *evs);
@@ -598,8 +940,10 @@ static int launch(struct lcm_autoscaler *a, const struct lcm_template *tpl, cons
             snprintf(idlist + strlen(idlist), sizeof idlist - strlen(idlist), "%s%s", i ? "," : "", ids[i]);
     }
     rc = submit(a, "scale_up", idlist, ch, (size_t)count);
-    if (rc == 0)
+    if (rc == 0) {
         record(a, "scale_up", "taken", idlist, tpl->name, region, count, reason);
+        memcpy(out_ids, ids, (size_t)count * sizeof *ids);
+    }
 out:
     for (int64_t i = 0; evs && i < count; i++)
         lcm_events_clear(&evs[i]);
@@ -676,20 +1020,84 @@ static int retire(struct lcm_autoscaler *a, const struct lcm_worker *w, int acti
 
 /* ---- the cycle ---- */
 
+/* Attributes the workers just launched (ids, cnt, of template tpl / p) to the demand
+ * sessions of the groups they were planned for (soonest first, as many as one worker holds
+ * each), and writes the launch counts to lcm:sched:launched. A session whose latest worker
+ * is still in flight is covered by it and gets none. */
+static void attribute(struct lcm_autoscaler *a, struct scan *sc, const size_t *gi, size_t ng,
+                      const struct lcm_template *tpl, const struct lcm_policy_template *p,
+                      char (*ids)[40], int64_t cnt)
+{
+    size_t max = 0, nfv = 0;
+    for (size_t x = 0; x < ng; x++)
+        max += sc->groups[gi[x]].nsids;
+    if (max == 0)
+        return;
+    const char **fv = malloc(2 * max * sizeof *fv);
+    char (*vals)[72] = malloc(max * sizeof *vals);
+    if (!fv || !vals) {
+        free(fv);
+        free(vals);
+        return;
+    }
+    int64_t k = 0;
+    double used = 0;   /* share of worker k given out */
+    for (size_t x = 0; x < ng && k < cnt; x++) {
+        struct group *g = &sc->groups[gi[x]];
+        if (!g->def || !lcm_license_serves(tpl->license_type, g->def->license_affinity))
+            continue;
+        int64_t per = sessions_per_worker(p, &g->def->req.need);
+        if (per <= 0)
+            continue;
+        for (size_t i = 0; i < g->nsids && k < cnt; i++) {
+            struct lrec *lr = lrec_find(a, g->sids[i]);
+            if (lr && lr->attributed == a->cycle_no)
+                continue;
+            if (lr && lr->wid[0]) {
+                const struct lcm_worker *w = lcm_store_get(a->env.store, "worker", lr->wid);
+                if (w && in_flight(w))
+                    continue;
+            }
+            int64_t n = (lr ? lr->n : 0) + 1;
+            if (!(lr = lrec_put(a, g->sids[i], n, ids[k])))
+                continue;
+            lr->attributed = lr->seen = a->cycle_no;
+            snprintf(vals[nfv], sizeof vals[nfv], "%lld %s", (long long)n, ids[k]);
+            fv[2 * nfv] = lr->sid;
+            fv[2 * nfv + 1] = vals[nfv];
+            nfv++;
+            used += 1.0 / (double)per;
+            if (used > 1.0 - 1e-9) {
+                k++;
+                used = 0;
+            }
+        }
+    }
+    send_fields(a, "HSET", fv, nfv, 2);
+    free(fv);
+    free(vals);
+}
+
 static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, int64_t now)
 {
     struct tpls t = { 0 };
     lcm_store_each(a->env.store, "template", scan_template, &t);
     int64_t nowms = wall_ms();
-    struct lcm_policy_demand *dem = malloc((sc->ngroups ? sc->ngroups : 1) * sizeof *dem);
-    int taken = 0;
-    if (!dem || t.oom) {
-        free(dem);
-        free(t.v);
-        return -1;
+    size_t ng = sc->ngroups, nt = t.n, n0 = f->n;
+    struct lcm_policy_demand *dem = malloc((ng ? ng : 1) * sizeof *dem);
+    struct lcm_policy_template *tv = malloc((nt ? nt : 1) * sizeof *tv);
+    uint8_t *mask = calloc((ng ? ng : 1) * (nt ? nt : 1), 1);   /* [group][template entry] */
+    size_t *part = malloc((ng ? ng : 1) * sizeof *part);
+    uint8_t *done = calloc(ng ? ng : 1, 1);
+    size_t *wt = malloc((n0 ? n0 : 1) * sizeof *wt);           /* template entry per worker */
+    const struct lcm_worker **tw = malloc((n0 ? n0 : 1) * sizeof *tw);
+    char (*saved)[LCM_POLICY_SHORT_MAX] = malloc((n0 ? n0 : 1) * sizeof *saved);
+    unsigned char *booting = calloc(n0 ? n0 : 1, 1);
+    int taken = 0, any_cannot = 0;
+    if (!dem || !tv || !mask || !part || !done || !wt || !tw || !saved || !booting || t.oom) {
+        taken = -1;
+        goto out;
     }
-    for (size_t i = 0; i < sc->ngroups; i++)
-        dem[i] = sc->groups[i].d;
     struct lcm_sched_stats st = { 0 };
     if (a->env.sched)
         lcm_sched_get_stats(a->env.sched, &st);
@@ -705,30 +1113,54 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
      * unplaced sessions have not failed on it: for scale-up it is capacity on its way, like
      * a starting one. Shown as "starting" so that the policy counts it instead of launching
      * again while CML boots (restored for scale-down below). */
-    unsigned char *booting = calloc(f->n ? f->n : 1, 1);
-    for (size_t i = 0; booting && i < f->n; i++)
+    for (size_t i = 0; i < n0; i++)
         if (f->w[i] && f->w[i]->status == LCM_WK_RUNNING && !f->w[i]->cml.ready) {
             booting[i] = 1;
             cpy(f->v[i].status, sizeof f->v[i].status, "starting");
         }
-    struct lcm_policy_scale_up_in in = {
-        .demand = dem, .n_demand = sc->ngroups, .rejections = rej, .n_rejections = nrej,
-        .fleet = f->v, .n_fleet = f->n, .templates = t.v, .n_templates = t.n,
-        .limits = { .now = now, .max_workers_per_region = a->cfg.max_workers_per_region,
-                    .max_launches_per_cycle = a->cfg.max_launches_per_cycle,
-                    .cooldown_active = cooldown, .min_warm_workers = a->cfg.min_warm_workers,
-                    .stopped_retention_minutes = a->cfg.stopped_retention_minutes },
-    };
-    struct lcm_policy_scale_up_out out = { 0 };
-    struct lcm_policy_eval_info info = { 0 };
-    int rc = a->env.policy ? lcm_policy_scale_up(a->env.policy, NULL, &in, &out, &info)
-                           : lcm_policy_builtin_scale_up(&in, &out);
-    for (size_t i = 0; booting && i < f->n; i++)
-        if (booting[i])
-            cpy(f->v[i].status, sizeof f->v[i].status, "running");
-    free(booting);
-    if (rc < 0)
-        goto out;
+
+    /* Which templates cannot serve which definitions: judged from their workers whose CML
+     * was observed. Launching one more of them would only add a worker that rejects the
+     * sessions like the others (the runaway this prevents: one launch per cooldown while
+     * idle ones are retired). Before any of its workers ran, a template may be tried. */
+    for (size_t i = 0; i < n0; i++) {
+        wt[i] = SIZE_MAX;
+        const struct lcm_worker *w = f->w[i];
+        for (size_t ti = 0; w && w->template_name && w->region && ti < nt && wt[i] == SIZE_MAX; ti++)
+            if (!strcmp(w->template_name, t.v[ti].name) && !strcmp(w->region, t.v[ti].region))
+                wt[i] = ti;
+    }
+    for (size_t ti = 0; ti < nt; ti++) {
+        if (!t.v[ti].enabled)
+            continue;
+        size_t ntw = 0;
+        for (size_t i = 0; i < n0; i++)
+            if (wt[i] == ti)
+                tw[ntw++] = f->w[i];
+        for (size_t gi = 0; ntw && gi < ng; gi++) {
+            struct group *g = &sc->groups[gi];
+            char why[300];
+            if (!g->def || !lcm_autoscaler_cannot_serve(tw, ntw, g->def, why, sizeof why))
+                continue;
+            mask[gi * nt + ti] = 1;
+            int64_t demand = g->d.unplaced + g->d.upcoming;
+            unsigned aff = g->d.req.license_affinity;
+            /* said only for a template the policy could otherwise have picked */
+            if (demand <= 0 || (aff && !(aff & t.v[ti].license_type)) ||
+                sessions_per_worker(&t.v[ti], &g->def->req.need) <= 0)
+                continue;
+            any_cannot = 1;
+            char key[200], msg[480];
+            snprintf(key, sizeof key, "cannot|%s|%s|%s", t.v[ti].name, t.v[ti].region, g->def->id);
+            if (!note_due(a, key, nowms))
+                continue;
+            snprintf(msg, sizeof msg, "template %s cannot serve definition %s: %s; not launched for its %lld sessions",
+                     t.v[ti].name, g->def->id, why, (long long)demand);
+            record(a, "scale_up", "refused", NULL, t.v[ti].name, t.v[ti].region, demand, msg);
+        }
+    }
+    a->last_cannot = (size_t)any_cannot;
+
     if (cooldown && sc->unplaced > 0) {
         char why[128];
         snprintf(why, sizeof why, "cooldown: %lld s left; %zu sessions unplaced",
@@ -739,54 +1171,122 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
             record(a, "scale_up", "refused", NULL, NULL, NULL, 0, why);
         }
     }
-    int64_t budget = a->cfg.max_launches_per_cycle > 0 ? a->cfg.max_launches_per_cycle : INT64_MAX;
-    for (size_t i = 0; i < out.n; i++) {
-        const struct lcm_policy_launch *l = &out.launches[i];
-        const struct lcm_template *tpl = lcm_store_get(a->env.store, "template", l->template_name);
-        int64_t want = l->count, cnt = want;
-        char why[200];
-        if (!tpl || !tpl->enabled || tpl->deleted) {
-            record(a, "scale_up", "refused", NULL, l->template_name, l->region, want, "template unknown or disabled");
-            continue;
-        }
-        if (cooldown) {
-            record(a, "scale_up", "refused", NULL, l->template_name, l->region, want, "scale-up cooldown active");
-            continue;
-        }
-        if (a->cfg.max_workers_per_region > 0) {
-            int64_t room = a->cfg.max_workers_per_region - region_count(f, l->region);
-            if (room < 0)
-                room = 0;
-            if (cnt > room) {
-                snprintf(why, sizeof why, "max_workers_per_region %lld reached in %s: %lld of %lld refused",
-                         (long long)a->cfg.max_workers_per_region, l->region, (long long)(cnt - room), (long long)want);
-                record(a, "scale_up", "refused", NULL, l->template_name, l->region, cnt - room, why);
-                cnt = room;
-            }
-        }
-        if (cnt > budget) {
-            snprintf(why, sizeof why, "max_launches_per_cycle %lld: %lld of %lld deferred",
-                     (long long)a->cfg.max_launches_per_cycle, (long long)(cnt - budget), (long long)want);
-            record(a, "scale_up", "refused", NULL, l->template_name, l->region, cnt - budget, why);
-            cnt = budget;
-        }
-        if (cnt <= 0)
-            continue;
-        if (launch(a, tpl, l->region, cnt, l->reason, now) == 0) {
-            budget -= cnt;
-            taken += (int)cnt;
-            /* count them in the region at once (the read model learns of them later) */
-            for (int64_t k = 0; k < cnt && f->n < f->cap; k++) {
-                memset(&f->v[f->n], 0, sizeof f->v[f->n]);
-                cpy(f->v[f->n].region, sizeof f->v[f->n].region, l->region);
-                f->w[f->n] = NULL;
-                f->n++;
-            }
-        }
+    if (sc->capped && note_due(a, "capped", nowms)) {
+        char why[400];
+        snprintf(why, sizeof why, "%zu pending sessions already had %lld launches made for them "
+                 "(max_launches_per_session) and are still unplaced, e.g. %s (latest worker %s); "
+                 "not launching again for them",
+                 sc->capped, (long long)a->cfg.max_launches_per_session, sc->capped_sid ? sc->capped_sid : "-",
+                 sc->capped_wid[0] ? sc->capped_wid : "-");
+        record(a, "scale_up", "refused", NULL, NULL, NULL, (int64_t)sc->capped, why);
     }
+
+    /* One policy call per set of definitions that the same templates cannot serve (one call
+     * in the usual case): those templates are left out of the call, and their workers are
+     * shown as draining (counted in their region, no capacity for these sessions). */
+    int64_t budget = a->cfg.max_launches_per_cycle > 0 ? a->cfg.max_launches_per_cycle : INT64_MAX;
+    for (size_t gi = 0; gi < ng; gi++) {
+        if (done[gi])
+            continue;
+        const uint8_t *m = &mask[gi * nt];
+        size_t np = 0, ntv = 0;
+        for (size_t gj = gi; gj < ng; gj++)
+            if (!done[gj] && (nt == 0 || !memcmp(m, &mask[gj * nt], nt))) {
+                done[gj] = 1;
+                part[np] = gj;
+                dem[np++] = sc->groups[gj].d;
+            }
+        for (size_t ti = 0; ti < nt; ti++)
+            if (!m[ti])
+                tv[ntv++] = t.v[ti];
+        int masked = ntv < nt;
+        if (masked && ntv == 0)
+            continue;   /* every template showed it cannot serve them: refused above */
+        for (size_t i = 0; masked && i < n0; i++) {
+            memcpy(saved[i], f->v[i].status, sizeof saved[i]);
+            if (wt[i] != SIZE_MAX && m[wt[i]])
+                cpy(f->v[i].status, sizeof f->v[i].status, "draining");
+        }
+        struct lcm_policy_scale_up_in in = {
+            .demand = dem, .n_demand = np, .rejections = rej, .n_rejections = nrej,
+            .fleet = f->v, .n_fleet = f->n, .templates = tv, .n_templates = ntv,
+            .limits = { .now = now, .max_workers_per_region = a->cfg.max_workers_per_region,
+                        .max_launches_per_cycle = a->cfg.max_launches_per_cycle,
+                        .cooldown_active = cooldown, .min_warm_workers = a->cfg.min_warm_workers,
+                        .stopped_retention_minutes = a->cfg.stopped_retention_minutes },
+        };
+        struct lcm_policy_scale_up_out out = { 0 };
+        struct lcm_policy_eval_info info = { 0 };
+        int rc = a->env.policy ? lcm_policy_scale_up(a->env.policy, NULL, &in, &out, &info)
+                               : lcm_policy_builtin_scale_up(&in, &out);
+        for (size_t i = 0; masked && i < n0; i++)
+            memcpy(f->v[i].status, saved[i], sizeof saved[i]);
+        for (size_t i = 0; rc >= 0 && i < out.n; i++) {
+            const struct lcm_policy_launch *l = &out.launches[i];
+            const struct lcm_template *tpl = lcm_store_get(a->env.store, "template", l->template_name);
+            int64_t want = l->count, cnt = want;
+            char why[200];
+            const struct lcm_policy_template *p = NULL;
+            for (size_t ti = 0; ti < ntv && !p; ti++)
+                if (!strcmp(tv[ti].name, l->template_name) && !strcmp(tv[ti].region, l->region))
+                    p = &tv[ti];
+            if (!tpl || !tpl->enabled || tpl->deleted) {
+                record(a, "scale_up", "refused", NULL, l->template_name, l->region, want, "template unknown or disabled");
+                continue;
+            }
+            if (!p) {
+                /* the policy named a template/region it was not offered for this demand
+                 * (e.g. one whose workers cannot serve it) */
+                record(a, "scale_up", "refused", NULL, l->template_name, l->region, want,
+                       "template not offered for this demand (unknown region, or its workers cannot serve it)");
+                continue;
+            }
+            if (cooldown) {
+                record(a, "scale_up", "refused", NULL, l->template_name, l->region, want, "scale-up cooldown active");
+                continue;
+            }
+            if (a->cfg.max_workers_per_region > 0) {
+                int64_t room = a->cfg.max_workers_per_region - region_count(f, l->region);
+                if (room < 0)
+                    room = 0;
+                if (cnt > room) {
+                    snprintf(why, sizeof why, "max_workers_per_region %lld reached in %s: %lld of %lld refused",
+                             (long long)a->cfg.max_workers_per_region, l->region, (long long)(cnt - room), (long long)want);
+                    record(a, "scale_up", "refused", NULL, l->template_name, l->region, cnt - room, why);
+                    cnt = room;
+                }
+            }
+            if (cnt > budget) {
+                snprintf(why, sizeof why, "max_launches_per_cycle %lld: %lld of %lld deferred",
+                         (long long)a->cfg.max_launches_per_cycle, (long long)(cnt - budget), (long long)want);
+                record(a, "scale_up", "refused", NULL, l->template_name, l->region, cnt - budget, why);
+                cnt = budget;
+            }
+            if (cnt <= 0)
+                continue;
+            char (*ids)[40] = calloc((size_t)cnt, sizeof *ids);
+            if (ids && launch(a, tpl, l->region, cnt, l->reason, now, ids) == 0) {
+                budget -= cnt;
+                taken += (int)cnt;
+                attribute(a, sc, part, np, tpl, p, ids, cnt);
+                /* count them in the region at once (the read model learns of them later) */
+                for (int64_t k = 0; k < cnt && f->n < f->cap; k++) {
+                    memset(&f->v[f->n], 0, sizeof f->v[f->n]);
+                    cpy(f->v[f->n].region, sizeof f->v[f->n].region, l->region);
+                    f->w[f->n] = NULL;
+                    f->n++;
+                }
+            }
+            free(ids);
+        }
+        lcm_policy_scale_up_out_clear(&out);
+    }
+    for (size_t i = 0; i < n0; i++)
+        if (booting[i])
+            cpy(f->v[i].status, sizeof f->v[i].status, "running");
     if (taken)
         set_cooldown(a, KEY_UP, &a->up_until_ms, a->cfg.up_cooldown_s);
-    if (!taken && !cooldown && sc->unplaced > 0 && nowms / 10000 != a->last_note) {
+    if (!taken && !cooldown && !any_cannot && sc->unplaced > 0 && nowms / 10000 != a->last_note) {
         /* demand left unserved: say which limit binds (the policy already planned within
          * them, so there was nothing for the host to cut) */
         char why[256], regions[128] = "";
@@ -813,9 +1313,16 @@ static int scale_up(struct lcm_autoscaler *a, struct scan *sc, struct fleet *f, 
         record(a, "scale_up", "refused", NULL, NULL, NULL, 0, why);
     }
 out:
-    a->last_launched = taken;
-    lcm_policy_scale_up_out_clear(&out);
+    a->last_launched = taken > 0 ? taken : 0;
     free(dem);
+    free(tv);
+    free(mask);
+    free(part);
+    free(done);
+    free(wt);
+    free(tw);
+    free(saved);
+    free(booting);
     free(t.v);
     return taken;
 }
@@ -918,12 +1425,51 @@ out:
     return acted;
 }
 
+/* Forgets the launches made for sessions that are no longer pending (placed, expired,
+ * terminated, gone), here and in Redis. A session the cycle saw pending is kept. */
+static void lrec_sweep(struct lcm_autoscaler *a)
+{
+    const char *drop[256];
+    size_t nd = 0;
+    for (size_t b = 0; b < LREC_BUCKETS; b++) {
+        struct lrec **pp = &a->lrec[b];
+        while (*pp) {
+            struct lrec *e = *pp;
+            const struct lcm_session *s = e->seen == a->cycle_no ? NULL
+                                          : lcm_store_get(a->env.store, "session", e->sid);
+            if (e->seen == a->cycle_no || (s && s->status == LCM_SS_PENDING)) {
+                pp = &e->next;
+                continue;
+            }
+            *pp = e->next;
+            a->nlrec--;
+            drop[nd++] = e->sid;   /* freed after the HDEL is formatted */
+            e->sid = NULL;
+            free(e);
+            if (nd == 256) {
+                send_fields(a, "HDEL", drop, nd, 1);
+                for (size_t i = 0; i < nd; i++)
+                    free((char *)drop[i]);
+                nd = 0;
+            }
+        }
+    }
+    send_fields(a, "HDEL", drop, nd, 1);
+    for (size_t i = 0; i < nd; i++)
+        free((char *)drop[i]);
+}
+
 int lcm_autoscaler_cycle(struct lcm_autoscaler *a, int64_t now)
 {
     /* decisions of the previous cycle must be in the read model first: they are in-flight
      * capacity, and counting them is what prevents duplicate launches */
     if (a->inflight)
         return 0;
+    /* the launches per session of the previous leader first (bounded wait) */
+    if (a->loading_until_ms && wall_ms() < a->loading_until_ms)
+        return 0;
+    a->loading_until_ms = 0;
+    a->cycle_no++;
     struct scan sc = { .a = a, .now = now };
     lcm_time_params_default(&sc.tp);
     sc.tp.lead_window_minutes = a->cfg.lead_window_minutes;
@@ -958,6 +1504,9 @@ int lcm_autoscaler_cycle(struct lcm_autoscaler *a, int64_t now)
     a->last_groups = sc.ngroups;
     a->last_unplaced = sc.unplaced;
     a->last_upcoming = sc.upcoming;
+    a->last_capped = sc.capped;
+    a->last_waiting = sc.waiting;
+    a->last_cannot = 0;
     int up = sc.ngroups ? scale_up(a, &sc, &f, now) : 0;
     if (up < 0) {
         rc = -1;
@@ -965,6 +1514,7 @@ int lcm_autoscaler_cycle(struct lcm_autoscaler *a, int64_t now)
     }
     int down = up == 0 ? scale_down(a, &sc, &f, now) : 0;
     rc = up + (down > 0 ? down : 0);
+    lrec_sweep(a);
 out:
     scan_free(&sc);
     free(f.v);
@@ -988,6 +1538,12 @@ cJSON *lcm_autoscaler_status_json(const struct lcm_autoscaler *a, int64_t now)
     cJSON_AddNumberToObject(l, "upcoming", (double)a->last_upcoming);
     cJSON_AddNumberToObject(l, "launched", (double)a->last_launched);
     cJSON_AddNumberToObject(l, "retired", (double)a->last_retired);
+    /* unplaced sessions left out of scale-up: a worker launched for them has room (the
+     * scheduler places them next), or they had max_launches_per_session already */
+    cJSON_AddNumberToObject(l, "waiting_for_launched_worker", (double)a->last_waiting);
+    cJSON_AddNumberToObject(l, "launch_capped", (double)a->last_capped);
+    cJSON_AddBoolToObject(l, "template_cannot_serve", a->last_cannot != 0);
+    cJSON_AddNumberToObject(o, "sessions_with_launches", (double)a->nlrec);
     cJSON *lim = cJSON_AddObjectToObject(o, "limits");
     cJSON_AddNumberToObject(lim, "max_workers_per_region", (double)a->cfg.max_workers_per_region);
     cJSON_AddNumberToObject(lim, "max_launches_per_cycle", (double)a->cfg.max_launches_per_cycle);
@@ -997,6 +1553,7 @@ cJSON *lcm_autoscaler_status_json(const struct lcm_autoscaler *a, int64_t now)
     cJSON_AddNumberToObject(lim, "min_warm_workers", (double)a->cfg.min_warm_workers);
     cJSON_AddNumberToObject(lim, "stopped_retention_minutes", (double)a->cfg.stopped_retention_minutes);
     cJSON_AddNumberToObject(lim, "worker_boot_minutes", a->cfg.worker_boot_minutes);
+    cJSON_AddNumberToObject(lim, "max_launches_per_session", (double)a->cfg.max_launches_per_session);
     return o;
 }
 
@@ -1010,6 +1567,8 @@ const char *lcm_autoscaler_best_template(const struct lcm_autoscaler *a, const c
         return NULL;
     struct tpls t = { 0 };
     lcm_store_each(a->env.store, "template", scan_template, &t);
+    struct fleet f = { 0 };
+    lcm_store_each(a->env.store, "worker", scan_worker, &f);
     const char *best = NULL;
     double best_cost = 0;
     for (size_t i = 0; i < t.n; i++) {
@@ -1017,21 +1576,19 @@ const char *lcm_autoscaler_best_template(const struct lcm_autoscaler *a, const c
         unsigned aff = lcm_sched_policy_license(d->license_affinity);
         if (!p->enabled || (aff && !(aff & p->license_type)))
             continue;
-        int64_t per = INT64_MAX;
-        const struct lcm_capacity *n = &d->req.need;
-        if (n->cpu_cores > 0 && (int64_t)(p->capacity.cpu_cores / n->cpu_cores) < per)
-            per = (int64_t)(p->capacity.cpu_cores / n->cpu_cores);
-        if (n->memory_gb > 0 && (int64_t)(p->capacity.memory_gb / n->memory_gb) < per)
-            per = (int64_t)(p->capacity.memory_gb / n->memory_gb);
-        if (n->storage_gb > 0 && (int64_t)(p->capacity.storage_gb / n->storage_gb) < per)
-            per = (int64_t)(p->capacity.storage_gb / n->storage_gb);
-        if (n->nodes > 0 && p->capacity.nodes / n->nodes < per)
-            per = p->capacity.nodes / n->nodes;
-        if (p->license_type == LCM_POLICY_LIC_PERSONAL && per > 1)
-            per = 1;
-        if (per == INT64_MAX)
-            per = 1000;
+        int64_t per = sessions_per_worker(p, &d->req.need);
         if (per <= 0)
+            continue;
+        /* a template whose workers showed they cannot serve it adds no availability */
+        const struct lcm_worker **tw = f.n ? malloc(f.n * sizeof *tw) : NULL;
+        size_t ntw = 0;
+        for (size_t k = 0; tw && k < f.n; k++)
+            if (f.w[k]->template_name && !strcmp(f.w[k]->template_name, p->name) && f.w[k]->region &&
+                !strcmp(f.w[k]->region, p->region))
+                tw[ntw++] = f.w[k];
+        int cannot = ntw && lcm_autoscaler_cannot_serve(tw, ntw, d, NULL, 0);
+        free(tw);
+        if (cannot)
             continue;
         double cost = p->cost_per_hour / (double)per;
         if (!best || cost < best_cost) {
@@ -1043,5 +1600,7 @@ const char *lcm_autoscaler_best_template(const struct lcm_autoscaler *a, const c
         }
     }
     free(t.v);
+    free(f.v);
+    free(f.w);
     return best;
 }

@@ -1,5 +1,7 @@
 /* The autoscaler: scale-up from unplaced and upcoming demand (in-flight workers count as
- * capacity, so nothing is launched twice) through scale_up.lua, scale-down of empty, idle
+ * capacity, so nothing is launched twice; a template whose observed workers cannot serve a
+ * definition is not launched for it; launches per pending session are bounded and kept in
+ * Redis) through scale_up.lua, scale-down of empty, idle
  * workers through scale_down.lua, both behind host-enforced limits (max workers per region,
  * max launches per cycle, cooldowns kept in Redis, warm minimum, and a guard that refuses
  * any action on a worker holding a non-terminal session). Every decision, taken or refused,
@@ -27,6 +29,10 @@ struct lcm_autoscaler_cfg {
     int64_t min_warm_workers;
     int64_t stopped_retention_minutes;
     int64_t drain_deadline_minutes;
+    /* Launches made for one pending session before it stops counting as demand while it is
+     * still unplaced (a second one covers a worker lost before it took the session: failed
+     * launch, capacity taken by a session that starts earlier). 0 = unlimited. Default 2. */
+    int64_t max_launches_per_session;
     const char *by;                   /* NULL = "controller:autoscaler" */
 };
 void lcm_autoscaler_cfg_default(struct lcm_autoscaler_cfg *c);
@@ -63,6 +69,18 @@ int64_t lcm_autoscaler_room(const struct lcm_autoscaler *a, const char *region);
  * sessions one such worker holds (0 when none fits). For availability. */
 const char *lcm_autoscaler_best_template(const struct lcm_autoscaler *a, const char *definition_id,
                                          int64_t *per_worker, const char **region);
+
+/* Whether another worker of a template could serve a definition, judged from the workers of
+ * that template (ws, n; any status) whose CML was observed: running or draining with CML
+ * ready, or stopping/stopped with a CML version recorded. When there is at least one such
+ * worker and every one of them rejects the definition for a reason its load does not
+ * explain (licence, CML version, node definitions, or a need above what an empty worker
+ * offers), a new worker of the template would be rejected too: returns 1 with why filled
+ * (e.g. "node_definition iosv missing on its workers (1 observed, e.g. w-1)"). Returns 0
+ * otherwise, also when none was observed yet (capabilities are unknown until one runs). */
+struct lcm_definition;
+int lcm_autoscaler_cannot_serve(const struct lcm_worker *const *ws, size_t n,
+                                const struct lcm_definition *d, char *why, size_t whylen);
 
 /* The scale-down guard, exposed for its test: refuses (returns a reason) any action on a
  * worker that holds capacity or has a non-terminal session (busy = the number of those
