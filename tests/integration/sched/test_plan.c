@@ -201,12 +201,92 @@ static void test_guard_refuses_busy(void **st)
     wfree(idle);
 }
 
+static void set_nds(struct lcm_worker *w, const char *a, const char *b)
+{
+    w->cml.node_definitions = calloc(2, sizeof(char *));
+    w->cml.node_definitions[0] = strdup(a);
+    w->cml.n_node_definitions = 1;
+    if (b) {
+        w->cml.node_definitions[1] = strdup(b);
+        w->cml.n_node_definitions = 2;
+    }
+}
+
+/* A template is judged unable to serve a definition only from workers whose CML was seen,
+ * only for reasons their load does not explain, and only when none of them passes. */
+static void test_cannot_serve(void **st)
+{
+    (void)st;
+    struct lcm_definition *d = lcm_definition_new("d-iosv");
+    d->req.need = (struct lcm_capacity){ 8, 16, 20, 5 };
+    d->req.cml_version_min = strdup("2.9.0");
+    d->req.node_definitions = calloc(1, sizeof(char *));
+    d->req.node_definitions[0] = strdup("iosv");
+    d->req.n_node_definitions = 1;
+    d->nports = 3;
+    char why[300];
+
+    /* nothing observed yet: a first launch is allowed */
+    assert_int_equal(lcm_autoscaler_cannot_serve(NULL, 0, d, why, sizeof why), 0);
+    struct lcm_worker *w1 = worker("w1", LCM_LIC_ENTERPRISE, 0, 0);
+    set_nds(w1, "alpine", NULL);
+    const struct lcm_worker *ws[3] = { w1 };
+    w1->status = LCM_WK_STARTING;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 1, d, why, sizeof why), 0);
+    w1->status = LCM_WK_RUNNING;
+    w1->cml.ready = 0;   /* CML booting: what it offers is not known yet */
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 1, d, why, sizeof why), 0);
+    w1->cml.ready = 1;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 1, d, why, sizeof why), 1);
+    assert_non_null(strstr(why, "node_definition iosv missing on its workers"));
+    assert_non_null(strstr(why, "w1"));
+    /* a stopped worker still tells what the template's CML offers */
+    w1->status = LCM_WK_STOPPED;
+    w1->cml.ready = 0;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 1, d, why, sizeof why), 1);
+
+    /* a full worker that has iosv: capacity is what a new worker fixes */
+    struct lcm_worker *w2 = worker("w2", LCM_LIC_ENTERPRISE, 48, 3);
+    set_nds(w2, "alpine", "iosv");
+    ws[1] = w2;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 2, d, why, sizeof why), 0);
+
+    /* CML version below the minimum */
+    free(w2->cml.version);
+    w2->cml.version = strdup("2.8.1");
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 2, d, why, sizeof why), 1);
+    assert_non_null(strstr(why, "2 observed"));
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws + 1, 1, d, why, sizeof why), 1);
+    assert_non_null(strstr(why, "cml_version 2.8.1"));
+
+    /* licence: an evaluation-licensed worker does not serve an enterprise-only definition */
+    struct lcm_worker *w3 = worker("w3", LCM_LIC_EVALUATION, 0, 0);
+    set_nds(w3, "iosv", NULL);
+    d->license_affinity = LCM_LIC_ENTERPRISE;
+    ws[2] = w3;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws + 2, 1, d, why, sizeof why), 1);
+    assert_non_null(strstr(why, "license evaluation"));
+    d->license_affinity = 0;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws, 3, d, why, sizeof why), 0);
+
+    /* a need above what an empty worker offers (licence node limit below the template's) */
+    w3->license.node_limit = 4;
+    assert_int_equal(lcm_autoscaler_cannot_serve(ws + 2, 1, d, why, sizeof why), 1);
+    assert_non_null(strstr(why, "nodes"));
+
+    wfree(w1);
+    wfree(w2);
+    wfree(w3);
+    lcm_definition_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verdicts_equal_placement_check),
         cmocka_unit_test(test_bin_packing_and_personal),
         cmocka_unit_test(test_guard_refuses_busy),
+        cmocka_unit_test(test_cannot_serve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
