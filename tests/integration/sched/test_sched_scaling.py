@@ -56,6 +56,42 @@ def test_scale_up_cheapest_no_duplicates():
         rd.close()
 
 
+def test_launches_per_session_capped():
+    """Launches that fail do not become a launch per cooldown: a session gets at most
+    max_launches_per_session (2) launches made for it, then a refusal on record; the count
+    is in Redis, so a new leader does not start over."""
+    rd = Redis()
+    seed(rd, [template("small", cpu=16, mem=64, storage=128, cost=1.0), definition("d1"), session("s1", "d1")])
+    env = {"LCM_SCALE_UP_COOLDOWN_S": "0", "LCM_MAX_WORKERS_PER_REGION": "10"}
+    l = lcmd(rd, env=env)
+    try:
+        w1 = wait_until(lambda: created_workers(rd) or None, timeout=20, what="first launch")
+        check(len(w1) == 1, w1)
+        time.sleep(1.0)   # in flight: nothing more
+        check(created_workers(rd) == w1, created_workers(rd))
+        check(rd.cli("HGET", "lcm:sched:launched", "s1").strip() == f"1 {w1[0]}", "first launch recorded")
+        seed(rd, [{"op": "worker_status", "id": w1[0], "status": "failed"}])
+        ws = wait_until(lambda: (lambda x: x if len(x) == 2 else None)(created_workers(rd)), timeout=20,
+                        what="second launch after the first worker failed")
+        w2 = [w for w in ws if w not in w1][0]
+        check(rd.cli("HGET", "lcm:sched:launched", "s1").strip() == f"2 {w2}", "second launch recorded")
+        seed(rd, [{"op": "worker_status", "id": w2, "status": "failed"}])
+        wait_until(lambda: any(d["result"] == "refused" and "already had 2 launches" in d["reason"]
+                               for d in l.call("GET", "/api/v1/scheduler")[2]["fleet_decisions"]),
+                   timeout=20, what="refusal by max_launches_per_session")
+        time.sleep(2.0)
+        check(len(created_workers(rd)) == 2, f"no third launch: {created_workers(rd)}")
+        l.stop()
+        l = lcmd(rd, env=env)
+        time.sleep(3.0)
+        check(len(created_workers(rd)) == 2, f"no third launch after a restart: {created_workers(rd)}")
+        st, _, sc = l.call("GET", "/api/v1/scheduler")
+        check(sc["autoscaler"]["last_cycle"]["launch_capped"] == 1, sc["autoscaler"])
+    finally:
+        l.stop()
+        rd.close()
+
+
 WRONG = """
 -- deliberately wrong: drains every running worker, busy or not
 local D = {}
@@ -113,4 +149,5 @@ def test_scale_down_never_touches_busy_workers():
 
 
 import sys
-run_tests([globals()[n] for n in sys.argv[1:]] or [test_scale_up_cheapest_no_duplicates, test_scale_down_never_touches_busy_workers])
+run_tests([globals()[n] for n in sys.argv[1:]] or [test_scale_up_cheapest_no_duplicates, test_launches_per_session_capped,
+                                                   test_scale_down_never_touches_busy_workers])
