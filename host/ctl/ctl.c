@@ -143,9 +143,13 @@ static void change_cb(const struct lcm_kind *kind, const char *id, const void *s
         return;
     for (size_t i = 0; i < c->n; i++) {
         struct ctrl *k = &c->ctrls[i];
-        if (!k->running || k->wake_pending)
+        if (!k->running)
             continue;
+        /* interested sees every change, even with a wake already pending: controllers use it
+         * to keep their own indexes and to react to specific events */
         if (k->def.interested && !k->def.interested(k->ud, kind, id, state, ev))
+            continue;
+        if (k->wake_pending)
             continue;
         k->wake_pending = 1;
         /* a short delay batches a burst of events into one reconcile */

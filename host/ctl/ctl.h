@@ -27,8 +27,9 @@ struct lcm_controller {
     void (*stop)(void *ud);
     /* One pass of reconciliation. Called on sweep and on wake, only while leader. */
     void (*reconcile)(void *ud);
-    /* A change applied to the read models (any kind). Return 1 to get a reconcile soon.
-     * Optional: NULL means "wake on every change". Only called while leader. */
+    /* A change applied to the read models (any kind): called for every change while leader
+     * (also when a reconcile is already pending). Return 1 to get a reconcile soon.
+     * Optional: NULL means "wake on every change". */
     int (*interested)(void *ud, const struct lcm_kind *kind, const char *id, const void *state,
                       const struct lcm_event *ev);
 };
