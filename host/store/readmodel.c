@@ -69,8 +69,10 @@ struct lcm_store_agg *lcm_store_agg_put(struct lcm_store_kmap *m, const char *id
 {
     struct lcm_store_agg *a = lcm_store_agg_find(m, id);
     if (a) {
-        if (a->state != state)
+        if (a->state != state) {
+            lcm_store_fcache_drop(m->s, a);
             m->kind->destroy(a->state);
+        }
         a->state = state;
         a->version = m->kind->version(state);
         return a;
@@ -99,6 +101,7 @@ void lcm_store_maps_free(struct lcm_store *s)
             struct lcm_store_agg *a = m->buckets[b];
             while (a) {
                 struct lcm_store_agg *next = a->next;
+                lcm_store_fcache_drop(s, a);
                 m->kind->destroy(a->state);
                 free(a->id);
                 free(a);
@@ -466,6 +469,8 @@ static void fold_feed(const struct lcm_store_entry *e, void *ud)
     if (e->version == have + 1 && !(a && a->reloading)) {
         char err[200] = "";
         void *st = a ? a->state : m->kind->create(e->id);
+        if (a)
+            lcm_store_fcache_drop(s, a);   /* state changes in place (or is resynced) */
         if (st && m->kind->apply(st, &ev, err, sizeof(err)) == 0) {
             if (a)
                 a->version = m->kind->version(st);

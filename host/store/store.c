@@ -111,7 +111,9 @@ struct lcm_store *lcm_store_new(struct event_base *base, struct lcm_redis *r,
         lcm_store_free(s);
         return NULL;
     }
+    s->fcache_max = LCM_STORE_FCACHE_MAX;
     for (size_t i = 0; i < s->n_maps; i++) {
+        s->maps[i].s = s;
         s->maps[i].kind = kinds[i];
         s->maps[i].nbuckets = 64;
         s->maps[i].buckets = calloc(64, sizeof(*s->maps[i].buckets));
@@ -169,6 +171,7 @@ struct commit_item {
     char *id;
     uint64_t expected;
     void *state;     /* the new state, installed on success */
+    struct lcm_store_fset *fields;   /* its hash fields, cached with it on success */
 };
 
 /* One encoded string: offset and length in op->buf; a key or an argument of the FCALL. */
@@ -205,6 +208,8 @@ static void commit_items_free(struct commit_item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (items[i].state)
             items[i].kind->destroy(items[i].state);
+        lcm_store_fset_free(items[i].fields);
+        free(items[i].fields);
         free(items[i].id);
     }
     free(items);
@@ -462,6 +467,8 @@ static void decode_error(const char *msg, size_t len, struct lcm_store_result *r
     }
 }
 
+static void fcache_set(struct lcm_store *s, struct lcm_store_agg *a, struct lcm_store_fset *f);
+
 static void install_commit(struct lcm_store *s, struct append_op *op, const uint64_t *versions)
 {
     for (size_t i = 0; i < op->n_items; i++) {
@@ -471,7 +478,14 @@ static void install_commit(struct lcm_store *s, struct append_op *op, const uint
             continue;
         struct lcm_store_agg *a = lcm_store_agg_find(m, it->id);
         uint64_t have = a ? a->version : 0;
-        /* The feed may have delivered these events (and more) already: keep the newer. */
+        /* The feed may have delivered these events (and more) already: keep the newer. When
+         * it folded exactly this commit's events (the same events on the same state, so the
+         * same state: fold determinism), their fields are still the state's. */
+        if (a && have == versions[i] && have != it->expected && it->fields &&
+            it->fields->version == have && !a->fields) {
+            fcache_set(s, a, it->fields);
+            it->fields = NULL;
+        }
         if (have != it->expected || it->kind->version(it->state) != versions[i])
             continue;
         uint64_t notified = a ? a->notified : 0;
@@ -479,6 +493,10 @@ static void install_commit(struct lcm_store *s, struct append_op *op, const uint
         if (a) {
             a->notified = notified;
             it->state = NULL;
+            if (it->fields) {
+                fcache_set(s, a, it->fields);
+                it->fields = NULL;
+            }
         }
     }
 }
@@ -835,44 +853,188 @@ static const struct lcm_index_entry *idx_find(const struct idxv *x, const char *
     return NULL;
 }
 
+/* ---- field sets and the read model's field cache ------------------------------------ */
+
+static size_t fset_bytes(const struct lcm_store_fset *f)
+{
+    return sizeof(*f) + f->cap + f->capn * sizeof(*f->off);
+}
+
+static void fset_emit(const char *field, const char *value, void *ud)
+{
+    struct lcm_store_fset *f = ud;
+    if (f->oom || !field || !value)
+        return;
+    size_t fl = strlen(field) + 1, vl = strlen(value) + 1;
+    if (f->n * 2 + 2 > f->capn) {
+        size_t capn = f->capn ? f->capn * 2 : 64;
+        uint32_t *no = realloc(f->off, capn * sizeof(*no));
+        if (!no) {
+            f->oom = 1;
+            return;
+        }
+        f->off = no;
+        f->capn = capn;
+    }
+    if (f->cap - f->len < fl + vl) {
+        size_t cap = f->cap ? f->cap : 2048;
+        while (cap - f->len < fl + vl)
+            cap *= 2;
+        char *nb = cap > UINT32_MAX ? NULL : realloc(f->buf, cap);
+        if (!nb) {
+            f->oom = 1;
+            return;
+        }
+        f->buf = nb;
+        f->cap = cap;
+    }
+    f->off[2 * f->n] = (uint32_t)f->len;
+    memcpy(f->buf + f->len, field, fl);
+    f->len += fl;
+    f->off[2 * f->n + 1] = (uint32_t)f->len;
+    memcpy(f->buf + f->len, value, vl);
+    f->len += vl;
+    f->n++;
+}
+
+void lcm_store_fset_collect(const struct lcm_kind *k, const void *state,
+                            struct lcm_store_fset *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->version = k->version(state);
+    k->fields(state, fset_emit, f);
+}
+
+void lcm_store_fset_free(struct lcm_store_fset *f)
+{
+    if (!f)
+        return;
+    free(f->buf);
+    free(f->off);
+    memset(f, 0, sizeof(*f));
+}
+
+static const char *fs_name(const struct lcm_store_fset *f, size_t i)
+{
+    return f->buf + f->off[2 * i];
+}
+
+static const char *fs_value(const struct lcm_store_fset *f, size_t i, size_t *len)
+{
+    size_t end = i + 1 < f->n ? f->off[2 * i + 2] : f->len;
+    *len = end - f->off[2 * i + 1] - 1;
+    return f->buf + f->off[2 * i + 1];
+}
+
+/* Index of field name in f, trying position hint first (a kind emits its fields in a fixed
+ * order, so old and new mostly line up). -1 when absent. */
+static long fs_find(const struct lcm_store_fset *f, const char *name, size_t hint)
+{
+    if (hint < f->n && strcmp(fs_name(f, hint), name) == 0)
+        return (long)hint;
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(fs_name(f, i), name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static void lru_unlink(struct lcm_store *s, struct lcm_store_agg *a)
+{
+    if (a->lru_prev)
+        a->lru_prev->lru_next = a->lru_next;
+    else
+        s->lru_head = a->lru_next;
+    if (a->lru_next)
+        a->lru_next->lru_prev = a->lru_prev;
+    else
+        s->lru_tail = a->lru_prev;
+    a->lru_prev = a->lru_next = NULL;
+}
+
+void lcm_store_fcache_drop(struct lcm_store *s, struct lcm_store_agg *a)
+{
+    if (!a->fields)
+        return;
+    lru_unlink(s, a);
+    s->fcache_bytes -= fset_bytes(a->fields);
+    lcm_store_fset_free(a->fields);
+    free(a->fields);
+    a->fields = NULL;
+}
+
+/* Caches f (taken over) as a's fields, most recent first, within the byte budget. */
+static void fcache_set(struct lcm_store *s, struct lcm_store_agg *a, struct lcm_store_fset *f)
+{
+    lcm_store_fcache_drop(s, a);
+    if (f->oom || f->version != a->version || fset_bytes(f) > s->fcache_max) {
+        lcm_store_fset_free(f);
+        free(f);
+    } else {
+        a->fields = f;
+        s->fcache_bytes += fset_bytes(f);
+        a->lru_next = s->lru_head;
+        if (s->lru_head)
+            s->lru_head->lru_prev = a;
+        s->lru_head = a;
+        if (!s->lru_tail)
+            s->lru_tail = a;
+    }
+    while (s->fcache_bytes > s->fcache_max && s->lru_tail)
+        lcm_store_fcache_drop(s, s->lru_tail);
+}
+
 /* Per change: everything the write borrows, freed after submit_append encoded it. */
 struct change_tmp {
-    struct lcm_store_fieldv oldf, newf;
+    struct lcm_store_fset oldf;      /* when the cache had none */
     struct idxv oldi, newi;
     struct lcm_store_field *fields;
     struct lcm_store_index_op *ops;
 };
 
-static int diff_change(const struct lcm_kind *k, const void *old, const void *nw,
-                       struct change_tmp *t, struct lcm_store_write *w)
+/* Derives the write's hash field and index changes from old (NULL: a new aggregate; its
+ * cached fields when the cache has them) to nw, whose fields are collected into *newf. */
+static int diff_change(struct lcm_store *s, const struct lcm_kind *k, struct lcm_store_agg *a,
+                       const void *nw, struct lcm_store_fset *newf, struct change_tmp *t,
+                       struct lcm_store_write *w)
 {
-    if (old)
-        lcm_store_fieldv_collect(k, old, &t->oldf);
-    lcm_store_fieldv_collect(k, nw, &t->newf);
+    const void *old = a ? a->state : NULL;
+    const struct lcm_store_fset *of = &t->oldf;
+    if (a && a->fields && a->fields->version == a->version) {
+        of = a->fields;
+        /* used again: most recent first */
+        lru_unlink(s, a);
+        a->lru_next = s->lru_head;
+        if (s->lru_head)
+            s->lru_head->lru_prev = a;
+        s->lru_head = a;
+        if (!s->lru_tail)
+            s->lru_tail = a;
+    } else if (old) {
+        lcm_store_fset_collect(k, old, &t->oldf);
+    }
+    lcm_store_fset_collect(k, nw, newf);
     if (old)
         k->indexes(old, idx_emit, &t->oldi);
     k->indexes(nw, idx_emit, &t->newi);
-    if (t->oldf.oom || t->newf.oom || t->oldi.oom || t->newi.oom)
+    if (of->oom || newf->oom || t->oldi.oom || t->newi.oom)
         return LCM_STORE_ENOMEM;
-    t->fields = calloc(t->oldf.n + t->newf.n + 1, sizeof(*t->fields));
+    t->fields = calloc(of->n + newf->n + 1, sizeof(*t->fields));
     t->ops = calloc(t->oldi.n + t->newi.n + 1, sizeof(*t->ops));
     if (!t->fields || !t->ops)
         return LCM_STORE_ENOMEM;
     size_t nf = 0, no = 0;
-    for (size_t i = 0; i < t->newf.n; i++) {
-        size_t j = 0;
-        while (j < t->oldf.n && strcmp(t->oldf.names[j], t->newf.names[i]) != 0)
-            j++;
-        if (j == t->oldf.n || strcmp(t->oldf.values[j], t->newf.values[i]) != 0)
-            t->fields[nf++] = (struct lcm_store_field){ t->newf.names[i], t->newf.values[i] };
+    for (size_t i = 0; i < newf->n; i++) {
+        const char *name = fs_name(newf, i);
+        size_t nl, ol;
+        const char *nv = fs_value(newf, i, &nl);
+        long j = fs_find(of, name, i);
+        if (j < 0 || (fs_value(of, (size_t)j, &ol), ol != nl) ||
+            memcmp(fs_value(of, (size_t)j, &ol), nv, nl) != 0)
+            t->fields[nf++] = (struct lcm_store_field){ name, nv };
     }
-    for (size_t j = 0; j < t->oldf.n; j++) {
-        size_t i = 0;
-        while (i < t->newf.n && strcmp(t->oldf.names[j], t->newf.names[i]) != 0)
-            i++;
-        if (i == t->newf.n)
-            t->fields[nf++] = (struct lcm_store_field){ t->oldf.names[j], NULL };
-    }
+    for (size_t j = 0; j < of->n; j++)
+        if (fs_find(newf, fs_name(of, j), j) < 0)
+            t->fields[nf++] = (struct lcm_store_field){ fs_name(of, j), NULL };
     for (size_t j = 0; j < t->oldi.n; j++) {
         const struct lcm_index_entry *o = &t->oldi.v[j], *n = idx_find(&t->newi, o->key);
         if (!n || n->sorted != o->sorted)
@@ -893,8 +1055,7 @@ static int diff_change(const struct lcm_kind *k, const void *old, const void *nw
 
 static void change_tmp_free(struct change_tmp *t)
 {
-    lcm_store_fieldv_free(&t->oldf);
-    lcm_store_fieldv_free(&t->newf);
+    lcm_store_fset_free(&t->oldf);
     idxv_free(&t->oldi);
     idxv_free(&t->newi);
     free(t->fields);
@@ -927,7 +1088,7 @@ int lcm_store_commit(struct lcm_store *s, const struct lcm_store_change *changes
             rc = LCM_STORE_EINVALID;
             goto out;
         }
-        const struct lcm_store_agg *a = lcm_store_agg_find(m, c->id);
+        struct lcm_store_agg *a = lcm_store_agg_find(m, c->id);
         uint64_t have = a ? a->version : 0;
         if (have != c->expected_version) {
             snprintf(err, errlen, "%s:%s current=%" PRIu64 " expected=%" PRIu64,
@@ -974,7 +1135,10 @@ int lcm_store_commit(struct lcm_store *s, const struct lcm_store_change *changes
         w[i].n_events = c->n_events;
         w[i].uniques = c->uniques;
         w[i].n_uniques = c->n_uniques;
-        rc = diff_change(c->kind, a ? a->state : NULL, items[i].state, &tmp[i], &w[i]);
+        items[i].fields = calloc(1, sizeof(*items[i].fields));
+        rc = items[i].fields ? diff_change(s, c->kind, a, items[i].state, items[i].fields,
+                                           &tmp[i], &w[i])
+                             : LCM_STORE_ENOMEM;
         if (rc < 0) {
             snprintf(err, errlen, "out of memory");
             goto out;

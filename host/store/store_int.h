@@ -10,6 +10,17 @@
 
 struct event;
 
+/* The hash fields of one state in one allocation: name and value NUL-terminated in buf,
+ * off[2i] / off[2i+1] their offsets ("version" not included). */
+struct lcm_store_fset {
+    uint64_t version;          /* of the state they were emitted from */
+    char *buf;
+    size_t len, cap;
+    uint32_t *off;
+    size_t n, capn;
+    int oom;
+};
+
 /* One aggregate in the read model (chained hash map per kind). */
 struct lcm_store_agg {
     char *id;
@@ -18,9 +29,15 @@ struct lcm_store_agg {
     uint64_t notified;         /* last version reported to subscribers from the feed */
     int reloading;             /* an HGETALL resync is in flight */
     struct lcm_store_agg *next;
+    /* The fields of state as this process last committed them (so the next commit diffs
+     * against them instead of emitting the current state again), or NULL; dropped whenever
+     * state changes any other way. Bounded in bytes, least recently committed dropped first. */
+    struct lcm_store_fset *fields;
+    struct lcm_store_agg *lru_prev, *lru_next;
 };
 
 struct lcm_store_kmap {
+    struct lcm_store *s;
     const struct lcm_kind *kind;
     struct lcm_store_agg **buckets;
     size_t nbuckets, count;
@@ -65,6 +82,10 @@ struct lcm_store {
     struct lcm_store_rebuild *rebuild; /* in-flight rebuild, or NULL */
     size_t pending_reloads;
 
+    /* Field cache of the read model (store.c): most recently committed first. */
+    struct lcm_store_agg *lru_head, *lru_tail;
+    size_t fcache_bytes, fcache_max;
+
     /* Group commit (store.c): appends waiting for an FCALL to return, FIFO. */
     struct append_op *q_head, *q_tail;
     size_t q_len;
@@ -81,7 +102,16 @@ void lcm_store_maps_free(struct lcm_store *s);
 void lcm_store_follow_stop(struct lcm_store *s);
 void lcm_store_rebuild_abort(struct lcm_store *s);
 
-/* Copies a state through fields()/from_fields() (the kinds have no clone). NULL on failure. */
+/* Field sets (store.c). collect emits state's fields into f (zeroed first); f->oom on
+ * allocation failure. */
+void lcm_store_fset_collect(const struct lcm_kind *k, const void *state,
+                            struct lcm_store_fset *f);
+void lcm_store_fset_free(struct lcm_store_fset *f);
+/* Drops a's cached fields (state replaced or changed outside a commit of this process). */
+void lcm_store_fcache_drop(struct lcm_store *s, struct lcm_store_agg *a);
+#define LCM_STORE_FCACHE_MAX ((size_t)32 << 20)   /* bytes of cached fields */
+
+/* Copies a state through fields()/from_fields() (kinds without clone). NULL on failure. */
 void *lcm_store_clone_state(const struct lcm_kind *k, const char *id, const void *state,
                             char *err, size_t errlen);
 

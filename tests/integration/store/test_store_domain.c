@@ -3,7 +3,9 @@
  * command functions and committed through lcm_store_commit (placements as one commit over a
  * session and its worker), then rebuilt from the streams and compared byte for byte, both
  * after the hashes were dropped and over the existing hashes; a second store loads the same
- * aggregates from the hashes. */
+ * aggregates from the hashes. Also the commit path's field cache: commits diff against the
+ * fields this store last wrote, and a change folded from another writer through lcm:feed
+ * (or an eviction) must not leave a stale diff (every hash equals its state's fields). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,7 @@
 #include "domain/worker.h"
 #include "harness.h"
 #include "store/store.h"
+#include "store/store_int.h"   /* the field cache's budget and bytes (test only) */
 
 #define BY "test:store_domain"
 #define NWORKERS 3
@@ -102,12 +105,12 @@ static void ready_cb(struct lcm_store *s, int status, void *ud)
     *(int *)ud = status == 0 ? 1 : -1;
 }
 
-static struct lcm_store *open_store(struct lcm_redis **r)
+static struct lcm_store *open_store_opt(struct lcm_redis **r, int follow)
 {
     char err[256];
     *r = th_connect(base, srv.url);
     assert_non_null(*r);
-    struct lcm_store_opts o = { .no_follow = 1 };   /* kinds: the domain's */
+    struct lcm_store_opts o = { .no_follow = !follow };   /* kinds: the domain's */
     struct lcm_store *s = lcm_store_new(base, *r, NULL, &o, err, sizeof(err));
     assert_non_null(s);
     int ready = 0;
@@ -115,6 +118,11 @@ static struct lcm_store *open_store(struct lcm_redis **r)
     assert_int_equal(th_run_until(base, &ready, 10000), 0);
     assert_int_equal(ready, 1);
     return s;
+}
+
+static struct lcm_store *open_store(struct lcm_redis **r)
+{
+    return open_store_opt(r, 0);
 }
 
 static void expect_ok(int derr_rc, const struct lcm_derr *e)
@@ -295,6 +303,132 @@ static void test_domain_rebuild(void **state)
     lcm_store_free(s);
 }
 
+/* The hash of kind:id in Redis equals the fields of the store's state + version. */
+struct fl { char text[16384]; size_t len; };
+static void fl_emit(const char *f, const char *v, void *ud)
+{
+    struct fl *x = ud;
+    int n = snprintf(x->text + x->len, sizeof(x->text) - x->len, "%s=%s\n", f, v);
+    assert_true(n > 0 && (size_t)n < sizeof(x->text) - x->len);
+    x->len += (size_t)n;
+}
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+/* Sorted "name=value" lines. */
+static void sort_lines(char *text)
+{
+    char *lines[256];
+    size_t n = 0;
+    for (char *p = strtok(text, "\n"); p; p = strtok(NULL, "\n")) {
+        assert_true(n < 256);
+        lines[n++] = strdup(p);
+    }
+    qsort(lines, n, sizeof(*lines), cmp_str);
+    text[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        strcat(text, lines[i]);
+        strcat(text, "\n");
+        free(lines[i]);
+    }
+}
+static void assert_hash_matches(struct lcm_store *s, const struct lcm_kind *k, const char *id)
+{
+    const void *st = lcm_store_get(s, k->name, id);
+    assert_non_null(st);
+    struct fl want = { .len = 0 }, got = { .len = 0 };
+    k->fields(st, fl_emit, &want);
+    char v[32];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)k->version(st));
+    fl_emit("version", v, &want);
+    redisReply *h = th_cmd(sync_c, "HGETALL lcm:{%s:%s}", k->name, id);
+    assert_int_equal(h->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        fl_emit(h->element[i]->str, h->element[i + 1]->str, &got);
+    freeReplyObject(h);
+    sort_lines(want.text);
+    sort_lines(got.text);
+    if (strcmp(want.text, got.text) != 0)
+        fprintf(stderr, "%s:%s\nSTATE:\n%s\nHASH:\n%s\n", k->name, id, want.text, got.text);
+    assert_string_equal(want.text, got.text);
+}
+
+static void metrics(struct lcm_store *s, const char *wid, double cpu)
+{
+    struct lcm_events ev;
+    struct lcm_derr e;
+    lcm_events_init(&ev);
+    const struct lcm_worker *w = lcm_store_get(s, "worker", wid);
+    assert_non_null(w);
+    expect_ok(lcm_worker_cmd_metrics(w, cpu, 20.5, 0, BY, (int64_t)time(NULL), &ev, &e), &e);
+    assert_int_equal(commit1(s, &lcm_kind_worker, wid, w->version, &ev), 0);
+}
+
+static void test_commit_field_cache(void **state)
+{
+    (void)state;
+    freeReplyObject(th_cmd(sync_c, "FLUSHALL"));
+    struct lcm_redis *ra, *rb;
+    struct lcm_store *a = open_store_opt(&ra, 1);   /* follows lcm:feed */
+    seed(a);
+    assert_true(a->fcache_bytes > 0);   /* the seed's commits left their fields cached */
+    metrics(a, "w0", 10);
+    assert_hash_matches(a, &lcm_kind_worker, "w0");
+
+    /* another writer changes w0; a folds it from the feed (its cached fields are stale) */
+    struct lcm_store *b = open_store(&rb);
+    metrics(b, "w0", 50);
+    uint64_t want = ((const struct lcm_worker *)lcm_store_get(b, "worker", "w0"))->version;
+    double t0 = th_now_ms();
+    while (((const struct lcm_worker *)lcm_store_get(a, "worker", "w0"))->version != want) {
+        assert_true(th_now_ms() - t0 < 10000);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    /* back to the value a wrote last: only a diff against the folded state sends it */
+    metrics(a, "w0", 10);
+    assert_hash_matches(a, &lcm_kind_worker, "w0");
+    assert_hash_matches(b, &lcm_kind_session, "s0");
+
+    /* a budget of two and a half workers: commits round the three, evicting each other */
+    metrics(a, "w0", 11);
+    const struct lcm_store_fset *f0 =
+        lcm_store_agg_find(lcm_store_kmap_find(a, "worker"), "w0")->fields;
+    assert_non_null(f0);
+    size_t wb = sizeof(*f0) + f0->cap + f0->capn * sizeof(*f0->off);
+    a->fcache_max = wb * 5 / 2;
+    metrics(a, "w0", 12);
+    assert_true(a->fcache_bytes <= a->fcache_max);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < NWORKERS; i++) {
+            char wid[16];
+            snprintf(wid, sizeof(wid), "w%d", i);
+            metrics(a, wid, 30 + round * 10 + i);
+            assert_true(a->fcache_bytes <= a->fcache_max);
+            assert_hash_matches(a, &lcm_kind_worker, wid);
+        }
+    size_t n = 0, nw = 0, bytes = 0;
+    for (struct lcm_store_agg *x = a->lru_head; x; x = x->lru_next) {
+        assert_non_null(x->fields);
+        n++;
+        nw += strncmp(x->id, "w", 1) == 0;
+        bytes += x->fields->cap;
+    }
+    assert_true(n >= 1 && nw >= 1 && nw <= 2);   /* three workers do not fit */
+    assert_true(bytes <= a->fcache_bytes);
+    assert_ptr_equal(a->lru_head, lcm_store_agg_find(lcm_store_kmap_find(a, "worker"), "w2"));
+    a->fcache_max = LCM_STORE_FCACHE_MAX;
+    for (int i = 0; i < NSESSIONS; i++) {
+        char sid[16];
+        snprintf(sid, sizeof(sid), "s%d", i);
+        assert_hash_matches(a, &lcm_kind_session, sid);
+    }
+    lcm_redis_free(rb);
+    lcm_store_free(b);
+    lcm_redis_free(ra);
+    lcm_store_free(a);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -319,6 +453,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_domain_rebuild),
+        cmocka_unit_test(test_commit_field_cache),
     };
     return cmocka_run_group_tests_name("store_domain", tests, setup, teardown);
 }
