@@ -970,6 +970,18 @@ static void fcache_set(struct lcm_store *s, struct lcm_store_agg *a, struct lcm_
         lcm_store_fset_free(f);
         free(f);
     } else {
+        /* trimmed to size: it may stay cached for long */
+        char *nb = f->len && f->cap > f->len + 64 ? realloc(f->buf, f->len) : NULL;
+        if (nb) {
+            f->buf = nb;
+            f->cap = f->len;
+        }
+        uint32_t *no = f->n && f->capn > 2 * f->n + 8
+                           ? realloc(f->off, 2 * f->n * sizeof(*no)) : NULL;
+        if (no) {
+            f->off = no;
+            f->capn = 2 * f->n;
+        }
         a->fields = f;
         s->fcache_bytes += fset_bytes(f);
         a->lru_next = s->lru_head;

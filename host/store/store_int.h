@@ -109,7 +109,7 @@ void lcm_store_fset_collect(const struct lcm_kind *k, const void *state,
 void lcm_store_fset_free(struct lcm_store_fset *f);
 /* Drops a's cached fields (state replaced or changed outside a commit of this process). */
 void lcm_store_fcache_drop(struct lcm_store *s, struct lcm_store_agg *a);
-#define LCM_STORE_FCACHE_MAX ((size_t)32 << 20)   /* bytes of cached fields */
+#define LCM_STORE_FCACHE_MAX ((size_t)16 << 20)   /* bytes of cached fields */
 
 /* Copies a state through fields()/from_fields() (kinds without clone). NULL on failure. */
 void *lcm_store_clone_state(const struct lcm_kind *k, const char *id, const void *state,
