@@ -4,7 +4,10 @@
  * makes most: a new session (POST /api/v1/sessions), a placement (worker + 10 sessions in one
  * commit, as the scheduler makes it) and a small change to a busy worker (worker.metrics on a
  * worker holding 10 sessions). Rounds alternate the cases; medians are reported. Prints a
- * table and one JSON object (last line). Usage: bench_commit [--quick] [--rounds N] */
+ * table and one JSON object (last line). Usage: bench_commit [--quick] [--rounds N]
+ * [--case create|place|metrics]: one case only, once, e.g. to count instructions per commit
+ * under callgrind (only the timed calls are collected):
+ *   valgrind --tool=callgrind --collect-atstart=no bench_commit --quick --case place */
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -22,6 +25,15 @@
 #include "harness.h"
 #include "store/store.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_TOGGLE_COLLECT
+#define CALLGRIND_TOGGLE_COLLECT
+#endif
+
 #define WINDOW 256           /* commits in flight before the loop runs */
 #define PER_WORKER 10        /* sessions per placement commit */
 
@@ -31,6 +43,7 @@ static struct lcm_store *st;
 static long pending;
 static double commit_ns;     /* time inside lcm_store_commit, accumulated */
 static long commits;
+static int collect = 1;      /* timed commits are counted by callgrind */
 
 static double now_ns(void)
 {
@@ -85,9 +98,13 @@ static void evs_done(struct evbuf *b, size_t n, struct lcm_events *evs)
 static void commit(struct lcm_store_change *ch, size_t n, int timed)
 {
     char err[256];
+    if (timed && collect)
+        CALLGRIND_TOGGLE_COLLECT;
     double t0 = now_ns();
     int rc = lcm_store_commit(st, ch, n, NULL, done_cb, NULL, err, sizeof err);
     double t1 = now_ns();
+    if (timed && collect)
+        CALLGRIND_TOGGLE_COLLECT;
     if (rc < 0) {
         fprintf(stderr, "commit %s:%s: %s\n", ch[0].kind->name, ch[0].id, err);
         exit(1);
@@ -294,9 +311,12 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
     int quick = 0, rounds = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
+        else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc)
+            only = argv[++i];
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = atoi(argv[++i]);
     }
@@ -319,6 +339,28 @@ int main(int argc, char **argv)
         return 1;
     }
     seed();
+    if (only) {
+        double us = 0;
+        if (strcmp(only, "create") == 0)
+            us = case_create("c-", n_create, 1);
+        else if (strcmp(only, "place") == 0)
+            us = case_place("p-", n_workers);
+        else if (strcmp(only, "metrics") == 0) {
+            collect = 0;
+            case_place("p-", n_workers);
+            collect = 1;
+            us = case_metrics("p-", n_workers, n_workers * 20);
+        }
+        else
+            fprintf(stderr, "unknown case %s\n", only);
+        printf("{\"bench\":\"store_commit\",\"case\":\"%s\",\"commits\":%ld,\"us\":%.2f}\n",
+               only, commits, us);
+        lcm_redis_free(r);
+        lcm_store_free(st);
+        event_base_free(base);
+        th_redis_stop(&srv);
+        return 0;
+    }
     case_create("warm", 500, 1);
     double cr[16], pl[16], me[16];
     for (int i = 0; i < rounds; i++) {

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include "fsm.h"
+#include "rfc3339.h"
 #include "session.h"
 #include "session_time.h"
 
@@ -99,9 +100,58 @@ static void test_capacity_statuses(void **st)
     assert_false(lcm_session_is_terminal(LCM_SS_GRADING));
 }
 
+/* RFC 3339 formatting gives the bytes of the "%04d-%02u-%02uT%02d:%02d:%02dZ" it replaced
+ * (civil date from a reference computation via parse), over the whole range and its edges;
+ * and parses back to the same seconds. */
+static void test_rfc3339_format(void **st)
+{
+    (void)st;
+    const int64_t lo = -62167219200LL, hi = 253402300799LL;
+    const int64_t edges[] = {lo, lo + 1, -1, 0, 1, 86399, 86400, 951782400, 951868800,
+                             T0, 4102444800LL, hi - 1, hi};
+    char buf[LCM_TIME_BUFSZ];
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 200000 + (int)(sizeof edges / sizeof *edges); i++) {
+        int64_t t;
+        if (i < (int)(sizeof edges / sizeof *edges)) {
+            t = edges[i];
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t = lo + (int64_t)(x % (uint64_t)(hi - lo + 1));
+        }
+        assert_int_equal(lcm_rfc3339_format(t, buf, sizeof buf), 0);
+        assert_int_equal(strlen(buf), 20);
+        int y, mo, d, h, mi, se;
+        char z = 0;
+        assert_int_equal(sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &se, &z), 7);
+        char want[LCM_TIME_BUFSZ];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02dZ", y, mo, d, h, mi, se);
+        assert_string_equal(buf, want);
+        int64_t back = 0;
+        assert_int_equal(lcm_rfc3339_parse(buf, &back), 0);
+        assert_true(back == t);
+        /* the civil fields agree with a day count done the slow way */
+        int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), secs = t - days * 86400;
+        assert_int_equal(h * 3600 + mi * 60 + se, secs);
+    }
+    assert_int_equal(lcm_rfc3339_format(T0, buf, sizeof buf), 0);
+    assert_string_equal(buf, "2025-11-27T10:00:00Z");
+    assert_int_equal(lcm_rfc3339_format(0, buf, sizeof buf), 0);
+    assert_string_equal(buf, "1970-01-01T00:00:00Z");
+    assert_int_equal(lcm_rfc3339_format(hi, buf, sizeof buf), 0);
+    assert_string_equal(buf, "9999-12-31T23:59:59Z");
+    assert_int_equal(lcm_rfc3339_format(lo, buf, sizeof buf), 0);
+    assert_string_equal(buf, "0000-01-01T00:00:00Z");
+    assert_int_equal(lcm_rfc3339_format(hi + 1, buf, sizeof buf), -1);
+    assert_int_equal(lcm_rfc3339_format(T0, buf, 20), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rfc3339_format),
         cmocka_unit_test(test_lead_window),
         cmocka_unit_test(test_boot_lead),
         cmocka_unit_test(test_expiry),
