@@ -408,6 +408,7 @@ int lcm_store_start(struct lcm_store *s, lcm_store_ready_fn ready, void *ud)
 struct reload {
     struct lcm_store *s;
     struct lcm_store_kmap *m;
+    int force;                 /* take Redis' state even when its version is lower */
     char id[129];
 };
 
@@ -422,7 +423,12 @@ static void reload_got(struct lcm_redis *r, redisReply *reply, void *ud)
         void *st = state_from_hash(rl->m->kind, rl->id, reply);
         if (a)
             a->reloading = 0;
-        if (st && (!a || a->version < rl->m->kind->version(st))) {
+        uint64_t v = st ? rl->m->kind->version(st) : 0;
+        if (st && (!a || a->version < v || (rl->force && a->version != v))) {
+            if (a && a->version > v)
+                lcm_warn("store", "msg=\"read model was ahead of Redis (writes lost in a failover?); "
+                         "taking Redis' state\" aggregate=%s:%s local=%" PRIu64 " redis=%" PRIu64,
+                         rl->m->kind->name, rl->id, a->version, v);
             if (!lcm_store_agg_put(rl->m, rl->id, st))
                 rl->m->kind->destroy(st);
         } else if (st) {
@@ -432,7 +438,7 @@ static void reload_got(struct lcm_redis *r, redisReply *reply, void *ud)
     free(rl);
 }
 
-static void reload(struct lcm_store *s, struct lcm_store_kmap *m, const char *id)
+static void reload_ex(struct lcm_store *s, struct lcm_store_kmap *m, const char *id, int force)
 {
     struct lcm_store_agg *a = lcm_store_agg_find(m, id);
     if (a && a->reloading)
@@ -442,6 +448,7 @@ static void reload(struct lcm_store *s, struct lcm_store_kmap *m, const char *id
         return;
     rl->s = s;
     rl->m = m;
+    rl->force = force;
     snprintf(rl->id, sizeof(rl->id), "%s", id);
     if (lcm_redis_command(s->r, reload_got, rl, "HGETALL lcm:{%s:%s}", m->kind->name, id) < 0) {
         free(rl);
@@ -450,6 +457,21 @@ static void reload(struct lcm_store *s, struct lcm_store_kmap *m, const char *id
     s->pending_reloads++;
     if (a)
         a->reloading = 1;
+}
+
+static void reload(struct lcm_store *s, struct lcm_store_kmap *m, const char *id)
+{
+    reload_ex(s, m, id, 0);
+}
+
+void lcm_store_resync(struct lcm_store *s, const char *kind, const char *id)
+{
+    struct lcm_store_kmap *m = lcm_store_kmap_find(s, kind);
+    if (!m || s->closing)
+        return;
+    if (s->metrics)
+        lcm_metrics_inc(s->metrics, "lcm_store_resyncs_total", NULL, 1);
+    reload_ex(s, m, id, 1);
 }
 
 /* ---- feed follower ------------------------------------------------------------------- */

@@ -516,6 +516,21 @@ static void op_complete(struct append_op *op, const redisReply *reply, int statu
         snprintf(res.message, sizeof(res.message), "%s", why);
     } else if (reply->type == REDIS_REPLY_ERROR) {
         decode_error(reply->str ? reply->str : "", reply->str ? reply->len : 0, &res);
+        /* Redis disagrees with our read model about this aggregate's version: after a
+         * failover that lost writes, Redis is the truth. Re-read it so that the caller's
+         * retry (and every later write) works against what Redis really holds. */
+        if (res.status == LCM_STORE_ECONFLICT && !s->closing) {
+            char kind[32];
+            const char *colon = strchr(res.aggregate, ':');
+            if (colon && (size_t)(colon - res.aggregate) < sizeof(kind)) {
+                memcpy(kind, res.aggregate, (size_t)(colon - res.aggregate));
+                kind[colon - res.aggregate] = 0;
+                struct lcm_store_kmap *m = lcm_store_kmap_find(s, kind);
+                struct lcm_store_agg *a = m ? lcm_store_agg_find(m, colon + 1) : NULL;
+                if (a && res.current_version >= 0 && (uint64_t)res.current_version != a->version)
+                    lcm_store_resync(s, kind, colon + 1);
+            }
+        }
     } else if (reply->type == REDIS_REPLY_ARRAY) {
         if (reply->elements > 16)
             versions = calloc(reply->elements, sizeof(*versions));

@@ -109,6 +109,9 @@ void lcm_store_fset_collect(const struct lcm_kind *k, const void *state,
 void lcm_store_fset_free(struct lcm_store_fset *f);
 /* Drops a's cached fields (state replaced or changed outside a commit of this process). */
 void lcm_store_fcache_drop(struct lcm_store *s, struct lcm_store_agg *a);
+/* Re-reads one aggregate's hash and takes it as the read model's state whenever the versions
+ * differ, in either direction (Redis lost writes in a failover, or we missed some). */
+void lcm_store_resync(struct lcm_store *s, const char *kind, const char *id);
 #define LCM_STORE_FCACHE_MAX ((size_t)16 << 20)   /* bytes of cached fields */
 
 /* Copies a state through fields()/from_fields() (kinds without clone). NULL on failure. */
