@@ -3,7 +3,7 @@
  * per commit, with the real domain kinds against a private redis-server, for the commits lcmd
  * makes most: a new session (POST /api/v1/sessions), a placement (worker + 10 sessions in one
  * commit, as the scheduler makes it) and a small change to a busy worker (worker.metrics on a
- * worker holding 10 sessions). Rounds alternate the cases; medians are reported. Prints a
+ * worker holding 20 sessions). Rounds alternate the cases; medians are reported. Prints a
  * table and one JSON object (last line). Usage: bench_commit [--quick] [--rounds N]
  * [--case create|place|metrics]: one case only, once, e.g. to count instructions per commit
  * under callgrind (only the timed calls are collected):
@@ -378,7 +378,7 @@ int main(int argc, char **argv)
     printf("%-60s %10.1f\n", "session.created (new session)", crm);
     printf("%-60s %10.1f\n", "placement: worker + 10 sessions in one commit", plm);
     printf("%-60s %10.1f\n", "  per placed session", plm / PER_WORKER);
-    printf("%-60s %10.1f\n", "worker.metrics on a worker holding 10-20 sessions", mem);
+    printf("%-60s %10.1f\n", "worker.metrics on a worker holding 20 sessions", mem);
     printf("{\"bench\":\"store_commit\",\"rounds\":%d,\"create_us\":%.2f,\"placement_us\":%.2f,"
            "\"placement_per_session_us\":%.2f,\"worker_metrics_us\":%.2f}\n",
            rounds, crm, plm, plm / PER_WORKER, mem);
