@@ -253,6 +253,31 @@ static void commit_then_release(struct wop *op, int status)
     wk_op_done(op);
 }
 
+/* A new op for step on w holding the worker's claim, or NULL (nothing started) when out of
+ * memory or another action holds the claim. */
+static struct wop *claimed_op(struct lcm_workers_ctl *c, const struct lcm_worker *w, int step)
+{
+    struct wop *op = wk_op_new(c, w->id, step);
+    if (!op)
+        return NULL;
+    if (!lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
+        wk_op_done(op);
+        return NULL;
+    }
+    op->claimed = 1;
+    return op;
+}
+
+/* The controller of a done callback's op; NULL (and the op ended) once the controller was
+ * freed under it at shutdown. */
+static struct lcm_workers_ctl *op_ctl(struct wop *op)
+{
+    struct lcm_workers_ctl *c = op->c;
+    if (!c)
+        wk_op_done(op);
+    return c;
+}
+
 /* Commits evs for the op's worker and ends the op afterwards (also when nothing to commit). */
 static void finish_with(struct wop *op, uint64_t expected, struct lcm_events *evs)
 {
@@ -328,11 +353,9 @@ static double backoff_ms(struct lcm_workers_ctl *c, unsigned attempt)
  * exhausted); otherwise it only backs off. Ends the op. */
 static void step_failed(struct wop *op, const struct lcm_error *e, int fatal)
 {
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     struct wk_track *t = wk_track(c, op->id);
     const struct lcm_worker *w = get_worker(c, op->id);
     if (!t || !w) {
@@ -396,14 +419,9 @@ static void launch_done(void *ud, const struct lcm_error *e, const void *result)
 
 static void act_launch(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 {
-    struct wop *op = wk_op_new(c, w->id, S_LAUNCH);
+    struct wop *op = claimed_op(c, w, S_LAUNCH);
     if (!op)
         return;
-    if (!lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
-        wk_op_done(op);
-        return;
-    }
-    op->claimed = 1;
     snprintf(op->region, sizeof(op->region), "%s", w->region ? w->region : "");
     struct lcm_call call;
     wk_call_for(c, w, &call);
@@ -420,11 +438,9 @@ static void act_launch(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 static void launch_described(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     if (e) {
         step_failed(op, e, 1);
         return;
@@ -513,11 +529,9 @@ static void client_token(const struct lcm_worker *w, char *out, size_t cap)
 static void launch_image(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     if (e) {
         step_failed(op, e, 1);
         return;
@@ -591,11 +605,9 @@ static void launch_image(void *ud, const struct lcm_error *e, const void *result
 static void launch_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     if (e) {
         step_failed(op, e, 1);
         return;
@@ -624,14 +636,9 @@ static void ready_info(void *ud, const struct lcm_error *e, const void *result);
 
 static void act_poll(struct lcm_workers_ctl *c, const struct lcm_worker *w)
 {
-    struct wop *op = wk_op_new(c, w->id, S_POLL);
+    struct wop *op = claimed_op(c, w, S_POLL);
     if (!op)
         return;
-    if (!lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
-        wk_op_done(op);
-        return;
-    }
-    op->claimed = 1;
     struct wk_track *t = wk_track(c, w->id);
     if (t)
         t->refresh = 0;   /* taken; a failure backs off instead of polling in a loop */
@@ -669,12 +676,10 @@ static void act_ids(struct wop *op, const struct lcm_worker *w, int step)
 static void ids_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
     (void)result;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     struct wk_track *t = wk_track(c, op->id);
     if (e && !(op->step == S_TERMINATE && e->code == LCM_E_NOTFOUND)) {
         step_failed(op, e, 0);
@@ -703,11 +708,9 @@ static int runtime_available(struct lcm_workers_ctl *c)
 static void poll_described(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     const struct lcm_worker *w = get_worker(c, op->id);
     if (!w || !w->instance_id || strcmp(w->instance_id, op->instance_id)) {
         wk_op_done(op);
@@ -839,11 +842,9 @@ static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *resu
 static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     const struct lcm_worker *w = get_worker(c, op->id);
     if (!w) {
         wk_op_done(op);
@@ -890,11 +891,9 @@ static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     const struct lcm_worker *w = get_worker(c, op->id);
     if (!w) {
         wk_op_done(op);
@@ -920,11 +919,9 @@ static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *resu
 static void ready_licence(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op->c;
-    if (!c) {
-        wk_op_done(op);
+    struct lcm_workers_ctl *c = op_ctl(op);
+    if (!c)
         return;
-    }
     const struct lcm_worker *w = get_worker(c, op->id);
     if (!w) {
         wk_op_done(op);
@@ -1005,13 +1002,9 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
             return;
         }
         if (D == LCM_WK_TERMINATED && w->instance_id && !t->term_sent) {
-            struct wop *op = wk_op_new(c, w->id, S_TERMINATE);
-            if (op && lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
-                op->claimed = 1;
+            struct wop *op = claimed_op(c, w, S_TERMINATE);
+            if (op)
                 act_ids(op, w, S_TERMINATE);
-            } else if (op) {
-                wk_op_done(op);
-            }
             return;
         }
         if (w->instance_id)
@@ -1061,13 +1054,9 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
         if (!w->instance_id) {
             act_transition(c, w, LCM_WK_STOPPED, "no instance");
         } else if (!t->stop_sent) {
-            struct wop *op = wk_op_new(c, w->id, S_STOP);
-            if (op && lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
-                op->claimed = 1;
+            struct wop *op = claimed_op(c, w, S_STOP);
+            if (op)
                 act_ids(op, w, S_STOP);
-            } else if (op) {
-                wk_op_done(op);
-            }
         } else {
             act_poll(c, w);
         }
@@ -1084,13 +1073,9 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
         if (!w->instance_id) {
             act_transition(c, w, LCM_WK_TERMINATED, "no instance");
         } else if (!t->term_sent) {
-            struct wop *op = wk_op_new(c, w->id, S_TERMINATE);
-            if (op && lcm_ctl_claim(c->app->ctl, "worker", w->id)) {
-                op->claimed = 1;
+            struct wop *op = claimed_op(c, w, S_TERMINATE);
+            if (op)
                 act_ids(op, w, S_TERMINATE);
-            } else if (op) {
-                wk_op_done(op);
-            }
         } else {
             act_poll(c, w);
         }
