@@ -503,6 +503,42 @@ static void op_failed(struct op *o, const struct lcm_error *e, const char *what)
               "%s: %s", what, e->message);
 }
 
+/* The session of a done callback when its step is still the one this op runs; otherwise
+ * NULL, with the op freed (recheck released the claim). */
+static const struct lcm_session *op_recheck(struct op *o)
+{
+    const struct lcm_session *s = recheck(o);
+    if (!s)
+        op_free(o);
+    return s;
+}
+
+/* op_recheck, then the common failure path when the call failed (e): NULL, op ended. */
+static const struct lcm_session *op_resume(struct op *o, const struct lcm_error *e,
+                                           const char *what)
+{
+    const struct lcm_session *s = op_recheck(o);
+    if (s && e) {
+        op_failed(o, e, what);
+        return NULL;
+    }
+    return s;
+}
+
+/* The session and its worker for the next call of a multi-call op (search, tags); NULL
+ * (claim released, op freed) when either is gone. */
+static const struct lcm_session *op_next_target(struct op *o, const struct lcm_worker **w)
+{
+    const struct lcm_session *s = get_s(o->c, o->sid);
+    *w = s ? get_w(o->c, s->worker_id) : NULL;
+    if (!s || !*w) {
+        claim_release(o->c, o->sid);
+        op_free(o);
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- instantiating: resolve lab ------------------------------------------------------ */
 
 enum { W_IMPORT = 1, W_VERIFY, W_SEARCH_LIST, W_SEARCH_GET };
@@ -617,11 +653,9 @@ static void search_next(struct op *o);
 static void search_get_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_recheck(o);
+    if (!s)
         return;
-    }
     if (!e) {
         const struct lcm_rt_lab *lab = result;
         char title[80];
@@ -642,13 +676,10 @@ static void search_get_done(void *ud, const struct lcm_error *e, const void *res
 static void search_next(struct op *o)
 {
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = get_s(c, o->sid);
-    const struct lcm_worker *w = s ? get_w(c, s->worker_id) : NULL;
-    if (!s || !w) {
-        claim_release(c, o->sid);
-        op_free(o);
+    const struct lcm_worker *w;
+    const struct lcm_session *s = op_next_target(o, &w);
+    if (!s)
         return;
-    }
     while (o->idx < o->nids && cml_lab_known(c, w->id, o->ids[o->idx]))
         o->idx++;
     if (o->idx >= o->nids) {
@@ -676,15 +707,9 @@ static void search_next(struct op *o)
 static void search_list_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_resume(o, e, "list labs");
+    if (!s)
         return;
-    }
-    if (e) {
-        op_failed(o, e, "list labs");
-        return;
-    }
     const struct lcm_rt_lab_ids *ids = result;
     o->ids = ids->ids.n ? calloc(ids->ids.n, sizeof(char *)) : NULL;
     for (size_t i = 0; o->ids && i < ids->ids.n; i++)
@@ -697,11 +722,9 @@ static void verify_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_recheck(o);
+    if (!s)
         return;
-    }
     const struct lcm_lab *l = get_l(c, o->lab_record_id);
     if (!l || l->active_session_id) {
         later(c, o->sid, 0);
@@ -941,14 +964,8 @@ static void tags_set_done(void *ud, const struct lcm_error *e, const void *resul
 {
     struct op *o = ud;
     (void)result;
-    if (!recheck(o)) {
-        op_free(o);
+    if (!op_resume(o, e, "set node tags"))
         return;
-    }
-    if (e) {
-        op_failed(o, e, "set node tags");
-        return;
-    }
     o->idx++;
     tags_next(o);
 }
@@ -956,13 +973,10 @@ static void tags_set_done(void *ud, const struct lcm_error *e, const void *resul
 static void tags_next(struct op *o)
 {
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = get_s(c, o->sid);
-    const struct lcm_worker *w = s ? get_w(c, s->worker_id) : NULL;
-    if (!s || !w) {
-        claim_release(c, o->sid);
-        op_free(o);
+    const struct lcm_worker *w;
+    const struct lcm_session *s = op_next_target(o, &w);
+    if (!s)
         return;
-    }
     while (o->idx < o->nids && !o->tags[o->idx])
         o->idx++;
     if (o->idx < o->nids) {
@@ -986,15 +1000,9 @@ static void tags_list_done(void *ud, const struct lcm_error *e, const void *resu
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_resume(o, e, "list nodes");
+    if (!s)
         return;
-    }
-    if (e) {
-        op_failed(o, e, "list nodes");
-        return;
-    }
     const struct lcm_definition *d = get_d(c, s->definition_id);
     const struct lcm_rt_nodes *nodes = result;
     o->ids = nodes->n ? calloc(nodes->n, sizeof(char *)) : NULL;
@@ -1071,15 +1079,9 @@ static void converged_done(void *ud, const struct lcm_error *e, const void *resu
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_resume(o, e, "check converged");
+    if (!s)
         return;
-    }
-    if (e) {
-        op_failed(o, e, "check converged");
-        return;
-    }
     const struct lcm_rt_converged *cv = result;
     if (!cv->converged) {
         later(c, o->sid, c->p.poll_ms);
@@ -1135,11 +1137,9 @@ static void lab_get_done(void *ud, const struct lcm_error *e, const void *result
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_recheck(o);
+    if (!s)
         return;
-    }
     const struct lcm_lab *l = bound_lab(c, s);
     const struct lcm_worker *w = get_w(c, s->worker_id);
     if (!l || !w) {
@@ -1226,10 +1226,8 @@ static void lab_cmd_done(void *ud, const struct lcm_error *e, const void *result
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
     (void)result;
-    if (!recheck(o)) {
-        op_free(o);
+    if (!op_recheck(o))
         return;
-    }
     if (e && e->code != LCM_E_CONFLICT) {
         struct rt *r = rt_get(c, o->sid, 0);
         if (r)
@@ -1302,16 +1300,11 @@ static void lds_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
-        return;
-    }
-    if (e) {
-        op_failed(o, e, o->what == W_LDS_CREATE ? "LDS create session"
+    const struct lcm_session *s =
+        op_resume(o, e, o->what == W_LDS_CREATE ? "LDS create session"
                         : o->what == W_LDS_DEVICES ? "LDS set devices" : "LDS launch URL");
+    if (!s)
         return;
-    }
     struct lcm_tx tx;
     struct lcm_derr de;
     lcm_tx_init(&tx);
@@ -1441,15 +1434,9 @@ static void extract_done(void *ud, const struct lcm_error *e, const void *result
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_resume(o, e, "extract configurations");
+    if (!s)
         return;
-    }
-    if (e) {
-        op_failed(o, e, "extract configurations");
-        return;
-    }
     const struct lcm_rt_configs *cf = result;
     lcm_info("sessions", "msg=\"configurations extracted\" session=%s nodes=%zu", s->id, cf->n);
     struct lcm_tx tx;
@@ -1494,15 +1481,10 @@ static void grading_done(void *ud, const struct lcm_error *e, const void *result
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s =
+        op_resume(o, e, o->what == W_GRD_CREATE ? "grading create session" : "grading request");
+    if (!s)
         return;
-    }
-    if (e) {
-        op_failed(o, e, o->what == W_GRD_CREATE ? "grading create session" : "grading request");
-        return;
-    }
     struct lcm_tx tx;
     struct lcm_derr de;
     lcm_tx_init(&tx);
@@ -1592,11 +1574,9 @@ static void result_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_recheck(o);
+    if (!s)
         return;
-    }
     struct rt *r = rt_get(c, s->id, 1);
     if (r)
         r->grading_poll_at = mono_ms() + c->p.grading_poll_ms;
@@ -1704,11 +1684,9 @@ static void release_done(void *ud, const struct lcm_error *e, const void *result
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
     (void)result;
-    const struct lcm_session *s = recheck(o);
-    if (!s) {
-        op_free(o);
+    const struct lcm_session *s = op_recheck(o);
+    if (!s)
         return;
-    }
     if (e && e->code != LCM_E_NOTFOUND) {
         op_failed(o, e, "LDS release");
         return;
