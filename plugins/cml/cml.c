@@ -13,6 +13,7 @@
 #include "cml_client.h"
 #include "cml_endpoint.h"
 #include "cml_parse.h"
+#include "plugkit.h"
 
 #define CML_JSON "application/json"
 #define CML_YAML "application/x-yaml"
@@ -42,15 +43,6 @@ struct cml_instance {
     struct cml_plugin p;
     long import_timeout_ms;
 };
-
-static long cfg_long(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
-                     long dflt, long lo, long hi)
-{
-    int64_t v;
-    if (hs->config_int(h, key, &v) != 0)
-        return dflt;
-    return v < lo ? lo : v > hi ? hi : (long)v;
-}
 
 static int env_bool(const char *name, int dflt)
 {
@@ -112,10 +104,10 @@ static int cml_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     if (hs->config_bool(h, "health_in_readiness", &b) != 0)
         b = 0;
     p->cfg.health_in_readiness = b;
-    p->cfg.timeout_ms = cfg_long(hs, h, "timeout_ms", 30000, 100, 3600000);
-    p->cfg.connect_timeout_ms = cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
-    p->cfg.max_retries = (int)cfg_long(hs, h, "max_retries", 2, 0, 10);
-    in->import_timeout_ms = cfg_long(hs, h, "import_timeout_ms", 180000, 100, 3600000);
+    p->cfg.timeout_ms = lcm_pk_cfg_long(hs, h, "timeout_ms", 30000, 100, 3600000);
+    p->cfg.connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
+    p->cfg.max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);
+    in->import_timeout_ms = lcm_pk_cfg_long(hs, h, "import_timeout_ms", 180000, 100, 3600000);
     hs->log(h, LCM_SPI_INFO, "msg=\"cml plugin ready\" endpoint_template=\"%s\" verify_tls=%d",
             p->cfg.endpoint_template ? p->cfg.endpoint_template : "(call endpoint or "
             CML_DEFAULT_TEMPLATE ")", p->cfg.verify_tls);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "cml_endpoint.h"
+#include "plugkit.h"
 
 struct cml_ep {
     struct cml_ep *next;
@@ -221,17 +222,8 @@ void cml_op_finish(struct cml_op *op, const struct lcm_error *err, const void *r
 {
     struct cml_plugin *p = op->p;
     op_unlink(op);
-    if (err) {
-        const char *lbl = err->retryable ? "retryable" : "final";
-        char labels[96];
-        snprintf(labels, sizeof labels, "op=\"%s\",kind=\"%s\"", op->name, lbl);
-        p->hs->metric_inc(p->h, "cml_errors_total", labels, 1);
-        p->hs->log(p->h, err->retryable ? LCM_SPI_WARN : LCM_SPI_INFO,
-                   "msg=\"cml op failed\" op=%s op_id=%llu corr=%s endpoint=%s code=%d "
-                   "retryable=%d http=%d reason=\"%s\"", op->name,
-                   (unsigned long long)op->op_id, op->corr[0] ? op->corr : "-", op->ep->base,
-                   err->code, err->retryable, err->http_status, err->message);
-    }
+    if (err)
+        lcm_pk_log_op_error(p->hs, p->h, "cml", op->name, op->op_id, op->corr, op->ep->base, err);
     op->done(op->ud, err, err ? NULL : result);
     op_free(op);
 }
@@ -260,37 +252,14 @@ void cml_http_error(const struct cml_op *op, const struct lcm_http_resp *resp, i
         lcm_error_set(err, LCM_E_INTERNAL, 0, 0, "cml: no response");
         return;
     }
-    if (resp->cancelled) {
-        snprintf(m, sizeof m, "cml %s: %s %s: cancelled", op->name, meth, path);
-        lcm_error_set(err, LCM_E_CANCELLED, 0, 0, m);
+    char what[sizeof err->message];
+    snprintf(what, sizeof what, "%s %s", meth, path);
+    if (lcm_pk_http_transport_error(err, resp, "cml", op->name, what, (int)sizeof err->message))
         return;
-    }
-    if (st == 0) {
-        code = resp->timed_out ? LCM_E_TIMEOUT : LCM_E_UNAVAIL;
-        snprintf(m, sizeof m, "cml %s: %s %s: %s (%d attempt%s)", op->name, meth, path,
-                 resp->error ? resp->error : (resp->timed_out ? "timed out" : "no response"),
-                 resp->attempts, resp->attempts == 1 ? "" : "s");
-        lcm_error_set(err, code, 1, 0, m);
-        return;
-    }
     cml_parse_error_text(resp->body, resp->body_len, desc, sizeof desc);
-    switch (st) {
-    case 400: code = http400; break;
-    case 401:
-    case 403: code = LCM_E_AUTH; break;
-    case 404: code = LCM_E_NOTFOUND; break;
-    case 409:
-    case 423: code = LCM_E_CONFLICT; break;
-    case 408: code = LCM_E_TIMEOUT; retry = 1; break;
-    case 429: code = LCM_E_THROTTLED; retry = 1; break;
-    default:
-        if (st >= 500) {
-            code = st == 504 ? LCM_E_TIMEOUT : LCM_E_UNAVAIL;
-            retry = 1;
-        } else {
-            code = LCM_E_REMOTE;
-        }
-    }
+    code = lcm_pk_http_code(st, 423, &retry);
+    if (st == 400)
+        code = http400;
     snprintf(m, sizeof m, "cml %s: %s %s: HTTP %d%s%s", op->name, meth, path, st,
              desc[0] ? ": " : "", desc);
     lcm_error_set(err, code, retry, st, m);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "grading_parse.h"
+#include "plugkit.h"
 
 static const struct lcm_plugin_config_key grd_config[] = {
     { "url", LCM_PCFG_STRING, NULL,
@@ -88,61 +89,12 @@ struct grd_op {
 
 /* ---- helpers ---- */
 
-static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
-
 static void wipe_free(char *s)
 {
     if (s) {
         memset(s, 0, strlen(s));
         free(s);
     }
-}
-
-static long cfg_long(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
-                     long dflt, long lo, long hi)
-{
-    int64_t v;
-    if (hs->config_int(h, key, &v) != 0)
-        return dflt;
-    return v < lo ? lo : v > hi ? hi : (long)v;
-}
-
-static const char *env_or_cfg(const struct lcm_host_services *hs, struct lcm_host *h,
-                              const char *env, const char *key)
-{
-    const char *v = getenv(env);
-    if (v && *v)
-        return v;
-    v = hs->config_str(h, key);
-    return v && *v ? v : NULL;
-}
-
-static int url_ok(const char *u)
-{
-    if (!u || !(strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0))
-        return 0;
-    for (; *u; u++)
-        if ((unsigned char)*u <= 0x20 || (unsigned char)*u >= 0x7f)
-            return 0;
-    return 1;
-}
-
-static int cred_ok(const char *c)
-{
-    size_t n = c ? strlen(c) : 0;
-    if (n == 0 || n > 60)
-        return 0;
-    for (; *c; c++)
-        if (!(isalnum((unsigned char)*c) || *c == '_'))
-            return 0;
-    return 1;
-}
-
-static void strip_slash(char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    while (n > 0 && s[n - 1] == '/')
-        s[--n] = '\0';
 }
 
 static int nonempty(const char *s) { return s && *s; }
@@ -182,35 +134,35 @@ static int grd_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     }
     p->hs = hs;
     p->h = h;
-    const char *url = env_or_cfg(hs, h, "LCM_GRADING_URL", "url");
-    const char *turl = env_or_cfg(hs, h, "LCM_GRADING_TOKEN_URL", "token_url");
-    const char *cid = env_or_cfg(hs, h, "LCM_GRADING_CLIENT_ID", "client_id");
+    const char *url = lcm_pk_env_or_cfg(hs, h, "LCM_GRADING_URL", "url");
+    const char *turl = lcm_pk_env_or_cfg(hs, h, "LCM_GRADING_TOKEN_URL", "token_url");
+    const char *cid = lcm_pk_env_or_cfg(hs, h, "LCM_GRADING_CLIENT_ID", "client_id");
     const char *scope = hs->config_str(h, "scope");
     const char *coll = hs->config_str(h, "default_collector");
     const char *ca = hs->config_str(h, "ca_file");
-    if ((url && !url_ok(url)) || (turl && !url_ok(turl))) {
+    if ((url && !lcm_pk_url_ok(url)) || (turl && !lcm_pk_url_ok(turl))) {
         lcm_error_set(err, LCM_E_CONFIG, 0, 0, "grading: url and token_url must be http(s) "
                       "URLs");
         plugin_free(p);
         return LCM_E_CONFIG;
     }
-    p->url = dup_or_null(url);
-    p->token_url = dup_or_null(turl);
-    p->client_id = dup_or_null(cid);
-    p->scope = dup_or_null(scope);
+    p->url = lcm_pk_dup_or_null(url);
+    p->token_url = lcm_pk_dup_or_null(turl);
+    p->client_id = lcm_pk_dup_or_null(cid);
+    p->scope = lcm_pk_dup_or_null(scope);
     p->collector = strdup(coll && *coll ? coll : "cli");
-    p->ca_file = dup_or_null(ca);
+    p->ca_file = lcm_pk_dup_or_null(ca);
     if ((url && !p->url) || (turl && !p->token_url) || (cid && !p->client_id) ||
         (nonempty(scope) && !p->scope) || !p->collector || (nonempty(ca) && !p->ca_file)) {
         lcm_error_set(err, LCM_E_NOMEM, 1, 0, "out of memory");
         plugin_free(p);
         return LCM_E_NOMEM;
     }
-    strip_slash(p->url);
-    p->timeout_ms = cfg_long(hs, h, "timeout_ms", 15000, 50, 3600000);
-    p->connect_timeout_ms = cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
-    p->max_retries = (int)cfg_long(hs, h, "max_retries", 2, 0, 10);
-    p->margin_ms = cfg_long(hs, h, "token_refresh_margin_ms", 30000, 0, 3600000);
+    lcm_pk_strip_slash(p->url);
+    p->timeout_ms = lcm_pk_cfg_long(hs, h, "timeout_ms", 15000, 50, 3600000);
+    p->connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
+    p->max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);
+    p->margin_ms = lcm_pk_cfg_long(hs, h, "token_refresh_margin_ms", 30000, 0, 3600000);
     int b = 1;
     if (hs->config_bool(h, "verify_tls", &b) != 0)
         b = 1;
@@ -268,17 +220,9 @@ static void op_finish(struct grd_op *op, const struct lcm_error *err, const void
 {
     struct grd_plugin *p = op->p;
     op_unlink(op);
-    if (err) {
-        char labels[96];
-        snprintf(labels, sizeof labels, "op=\"%s\",kind=\"%s\"", op->name,
-                 err->retryable ? "retryable" : "final");
-        p->hs->metric_inc(p->h, "grading_errors_total", labels, 1);
-        p->hs->log(p->h, err->retryable ? LCM_SPI_WARN : LCM_SPI_INFO,
-                   "msg=\"grading op failed\" op=%s op_id=%llu corr=%s endpoint=%s code=%d "
-                   "retryable=%d http=%d reason=\"%s\"", op->name,
-                   (unsigned long long)op->op_id, op->corr[0] ? op->corr : "-", op->base,
-                   err->code, err->retryable, err->http_status, err->message);
-    }
+    if (err)
+        lcm_pk_log_op_error(p->hs, p->h, "grading", op->name, op->op_id, op->corr, op->base,
+                            err);
     op->done(op->ud, err, err ? NULL : result);
     op_free(op);
 }
@@ -303,37 +247,13 @@ static void op_fail(struct grd_op *op, int code, int retryable, int status, cons
 static void http_error(const char *opname, const char *what, const struct lcm_http_resp *r,
                        struct lcm_error *e)
 {
-    char m[sizeof e->message], desc[160];
-    int code, retry = 0, st = r->status;
-    if (r->cancelled) {
-        snprintf(m, sizeof m, "grading %s: %.120s: cancelled", opname, what);
-        lcm_error_set(e, LCM_E_CANCELLED, 0, 0, m);
+    char m[sizeof e->message], desc[160], w[121];
+    int retry, st = r->status;
+    snprintf(w, sizeof w, "%s", what);
+    if (lcm_pk_http_transport_error(e, r, "grading", opname, w, 80))
         return;
-    }
-    if (st == 0) {
-        snprintf(m, sizeof m, "grading %s: %.120s: %.80s (%d attempt%s)", opname, what,
-                 r->error ? r->error : r->timed_out ? "timed out" : "no response", r->attempts,
-                 r->attempts == 1 ? "" : "s");
-        lcm_error_set(e, r->timed_out ? LCM_E_TIMEOUT : LCM_E_UNAVAIL, 1, 0, m);
-        return;
-    }
     grd_parse_error_text(r->body, r->body_len, desc, sizeof desc);
-    switch (st) {
-    case 401:
-    case 403: code = LCM_E_AUTH; break;
-    case 404: code = LCM_E_NOTFOUND; break;
-    case 409:
-    case 422: code = LCM_E_CONFLICT; break;
-    case 408: code = LCM_E_TIMEOUT; retry = 1; break;
-    case 429: code = LCM_E_THROTTLED; retry = 1; break;
-    default:
-        if (st >= 500) {
-            code = st == 504 ? LCM_E_TIMEOUT : LCM_E_UNAVAIL;
-            retry = 1;
-        } else {
-            code = LCM_E_REMOTE;
-        }
-    }
+    int code = lcm_pk_http_code(st, 422, &retry);
     snprintf(m, sizeof m, "grading %s: %.120s: HTTP %d%s%.100s", opname, what, st,
              desc[0] ? ": " : "", desc);
     lcm_error_set(e, code, retry, st, m);
@@ -672,7 +592,7 @@ static struct grd_op *op_new(struct grd_plugin *p, const struct lcm_call *call, 
     int full = call && call->size >= LCM_SPI_SIZE_UPTO(struct lcm_call, insecure_tls);
     const char *base = p->url;
     if (full && call->endpoint && strstr(call->endpoint, "://")) {
-        if (!url_ok(call->endpoint)) {
+        if (!lcm_pk_url_ok(call->endpoint)) {
             bad_args(err, name, "call endpoint is not an http(s) URL");
             return NULL;
         }
@@ -685,7 +605,7 @@ static struct grd_op *op_new(struct grd_plugin *p, const struct lcm_call *call, 
         return NULL;
     }
     const char *cred = full && nonempty(call->credentials) ? call->credentials : "GRADING";
-    if (!cred_ok(cred)) {
+    if (!lcm_pk_cred_ok(cred)) {
         bad_args(err, name, "invalid credential set name");
         return NULL;
     }
@@ -714,7 +634,7 @@ static struct grd_op *op_new(struct grd_plugin *p, const struct lcm_call *call, 
     op->done = done;
     op->ud = ud;
     snprintf(op->base, sizeof op->base, "%s", base);
-    strip_slash(op->base);
+    lcm_pk_strip_slash(op->base);
     if (full) {
         op->op_id = call->op_id;
         snprintf(op->corr, sizeof op->corr, "%s", call->correlation_id ? call->correlation_id

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "lds_parse.h"
+#include "plugkit.h"
 
 static const struct lcm_plugin_config_key lds_config[] = {
     { "url", LCM_PCFG_STRING, NULL,
@@ -80,55 +81,6 @@ struct lds_op {
 
 /* ---- small helpers ---- */
 
-static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
-
-static long cfg_long(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
-                     long dflt, long lo, long hi)
-{
-    int64_t v;
-    if (hs->config_int(h, key, &v) != 0)
-        return dflt;
-    return v < lo ? lo : v > hi ? hi : (long)v;
-}
-
-static const char *env_or_cfg(const struct lcm_host_services *hs, struct lcm_host *h,
-                              const char *env, const char *key)
-{
-    const char *v = getenv(env);
-    if (v && *v)
-        return v;
-    v = hs->config_str(h, key);
-    return v && *v ? v : NULL;
-}
-
-static int url_ok(const char *u)
-{
-    if (!u || !(strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0))
-        return 0;
-    for (; *u; u++)
-        if ((unsigned char)*u <= 0x20 || (unsigned char)*u >= 0x7f)
-            return 0;
-    return 1;
-}
-
-static int cred_ok(const char *c)
-{
-    size_t n = c ? strlen(c) : 0;
-    if (n == 0 || n > 60)
-        return 0;
-    for (; *c; c++)
-        if (!(isalnum((unsigned char)*c) || *c == '_'))
-            return 0;
-    return 1;
-}
-
-static void strip_slash(char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    while (n > 0 && s[n - 1] == '/')
-        s[--n] = '\0';
-}
-
 static void deps_free(struct lds_plugin *p)
 {
     for (size_t i = 0; i < p->ndeps; i++) {
@@ -166,9 +118,9 @@ static int deps_parse(struct lds_plugin *p, const char *json, char *why, size_t 
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(d, "frontend_url");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "credentials");
         x->region = strdup(d->string ? d->string : "");
-        if (!cJSON_IsObject(d) || !cJSON_IsString(u) || !url_ok(u->valuestring) ||
-            (f && !(cJSON_IsString(f) && url_ok(f->valuestring))) ||
-            (c && !(cJSON_IsString(c) && cred_ok(c->valuestring)))) {
+        if (!cJSON_IsObject(d) || !cJSON_IsString(u) || !lcm_pk_url_ok(u->valuestring) ||
+            (f && !(cJSON_IsString(f) && lcm_pk_url_ok(f->valuestring))) ||
+            (c && !(cJSON_IsString(c) && lcm_pk_cred_ok(c->valuestring)))) {
             snprintf(why, whylen, "deployment \"%.40s\": want {\"url\": \"http(s)://…\", "
                      "\"frontend_url\"?: \"http(s)://…\", \"credentials\"?: \"NAME\"}",
                      d->string ? d->string : "");
@@ -183,8 +135,8 @@ static int deps_parse(struct lds_plugin *p, const char *json, char *why, size_t 
             cJSON_Delete(j);
             return -1;
         }
-        strip_slash(x->url);
-        strip_slash(x->frontend_url);
+        lcm_pk_strip_slash(x->url);
+        lcm_pk_strip_slash(x->frontend_url);
     }
     cJSON_Delete(j);
     return 0;
@@ -216,26 +168,26 @@ static int lds_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     char why[200], m[256];
     p->hs = hs;
     p->h = h;
-    const char *url = env_or_cfg(hs, h, "LCM_LDS_URL", "url");
-    const char *fe = env_or_cfg(hs, h, "LCM_LDS_FRONTEND_URL", "frontend_url");
+    const char *url = lcm_pk_env_or_cfg(hs, h, "LCM_LDS_URL", "url");
+    const char *fe = lcm_pk_env_or_cfg(hs, h, "LCM_LDS_FRONTEND_URL", "frontend_url");
     const char *ca = hs->config_str(h, "ca_file");
-    const char *deps = env_or_cfg(hs, h, "LCM_LDS_DEPLOYMENTS", "deployments");
-    if ((url && !url_ok(url)) || (fe && !url_ok(fe))) {
+    const char *deps = lcm_pk_env_or_cfg(hs, h, "LCM_LDS_DEPLOYMENTS", "deployments");
+    if ((url && !lcm_pk_url_ok(url)) || (fe && !lcm_pk_url_ok(fe))) {
         lcm_error_set(err, LCM_E_CONFIG, 0, 0, "lds: url and frontend_url must be http(s) "
                       "URLs");
         plugin_free(p);
         return LCM_E_CONFIG;
     }
-    p->url = dup_or_null(url);
-    p->frontend_url = dup_or_null(fe);
-    p->ca_file = dup_or_null(ca);
+    p->url = lcm_pk_dup_or_null(url);
+    p->frontend_url = lcm_pk_dup_or_null(fe);
+    p->ca_file = lcm_pk_dup_or_null(ca);
     if ((url && !p->url) || (fe && !p->frontend_url) || (ca && *ca && !p->ca_file)) {
         lcm_error_set(err, LCM_E_NOMEM, 1, 0, "out of memory");
         plugin_free(p);
         return LCM_E_NOMEM;
     }
-    strip_slash(p->url);
-    strip_slash(p->frontend_url);
+    lcm_pk_strip_slash(p->url);
+    lcm_pk_strip_slash(p->frontend_url);
     if (deps && deps_parse(p, deps, why, sizeof why) != 0) {
         snprintf(m, sizeof m, "lds: %s", why);
         lcm_error_set(err, LCM_E_CONFIG, 0, 0, m);
@@ -249,9 +201,9 @@ static int lds_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     p->defaults.rack_group = (v = hs->config_str(h, "rack_group")) && *v ? v : "lcm";
     p->defaults.rack_number = (v = hs->config_str(h, "rack_number")) && *v ? v : "1";
     p->defaults.location = (v = hs->config_str(h, "location")) && *v ? v : "lcm";
-    p->timeout_ms = cfg_long(hs, h, "timeout_ms", 15000, 50, 3600000);
-    p->connect_timeout_ms = cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
-    p->max_retries = (int)cfg_long(hs, h, "max_retries", 2, 0, 10);
+    p->timeout_ms = lcm_pk_cfg_long(hs, h, "timeout_ms", 15000, 50, 3600000);
+    p->connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
+    p->max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);
     int b = 1;
     if (hs->config_bool(h, "verify_tls", &b) != 0)
         b = 1;
@@ -282,17 +234,9 @@ static void op_finish(struct lds_op *op, const struct lcm_error *err, const void
 {
     struct lds_plugin *p = op->p;
     op_unlink(op);
-    if (err) {
-        char labels[96];
-        snprintf(labels, sizeof labels, "op=\"%s\",kind=\"%s\"", op->name,
-                 err->retryable ? "retryable" : "final");
-        p->hs->metric_inc(p->h, "lds_errors_total", labels, 1);
-        p->hs->log(p->h, err->retryable ? LCM_SPI_WARN : LCM_SPI_INFO,
-                   "msg=\"lds op failed\" op=%s op_id=%llu corr=%s endpoint=%s code=%d "
-                   "retryable=%d http=%d reason=\"%s\"", op->name,
-                   (unsigned long long)op->op_id, op->corr[0] ? op->corr : "-", op->base,
-                   err->code, err->retryable, err->http_status, err->message);
-    }
+    if (err)
+        lcm_pk_log_op_error(p->hs, p->h, "lds", op->name, op->op_id, op->corr, op->base,
+                            err);
     op->done(op->ud, err, err ? NULL : result);
     free(op);
 }
@@ -316,37 +260,13 @@ static void op_fail(struct lds_op *op, int code, int retryable, int status, cons
 static void http_error(const struct lds_op *op, const struct lcm_http_resp *r,
                        struct lcm_error *e)
 {
-    char m[sizeof e->message], desc[160];
-    int code, retry = 0, st = r->status;
-    if (r->cancelled) {
-        snprintf(m, sizeof m, "lds %s: %s %.100s: cancelled", op->name, op->method, op->path);
-        lcm_error_set(e, LCM_E_CANCELLED, 0, 0, m);
+    char m[sizeof e->message], desc[160], what[120];
+    int retry, st = r->status;
+    snprintf(what, sizeof what, "%s %.100s", op->method, op->path);
+    if (lcm_pk_http_transport_error(e, r, "lds", op->name, what, 80))
         return;
-    }
-    if (st == 0) {
-        snprintf(m, sizeof m, "lds %s: %s %.100s: %.80s (%d attempt%s)", op->name, op->method,
-                 op->path, r->error ? r->error : r->timed_out ? "timed out" : "no response",
-                 r->attempts, r->attempts == 1 ? "" : "s");
-        lcm_error_set(e, r->timed_out ? LCM_E_TIMEOUT : LCM_E_UNAVAIL, 1, 0, m);
-        return;
-    }
     lds_parse_error_text(r->body, r->body_len, desc, sizeof desc);
-    switch (st) {
-    case 401:
-    case 403: code = LCM_E_AUTH; break;
-    case 404: code = LCM_E_NOTFOUND; break;
-    case 409:
-    case 423: code = LCM_E_CONFLICT; break;
-    case 408: code = LCM_E_TIMEOUT; retry = 1; break;
-    case 429: code = LCM_E_THROTTLED; retry = 1; break;
-    default:
-        if (st >= 500) {
-            code = st == 504 ? LCM_E_TIMEOUT : LCM_E_UNAVAIL;
-            retry = 1;
-        } else {
-            code = LCM_E_REMOTE;
-        }
-    }
+    int code = lcm_pk_http_code(st, 423, &retry);
     snprintf(m, sizeof m, "lds %s: %s %.100s: HTTP %d%s%.100s", op->name, op->method, op->path, st,
              desc[0] ? ": " : "", desc);
     lcm_error_set(e, code, retry, st, m);
@@ -413,7 +333,7 @@ static int op_start(struct lds_plugin *p, struct lds_op *op, const struct lcm_ca
     const char *base = dep ? dep->url : p->url;
     const char *fe = dep && dep->frontend_url ? dep->frontend_url : p->frontend_url;
     if (full && call->endpoint && strstr(call->endpoint, "://")) {
-        if (!url_ok(call->endpoint)) {
+        if (!lcm_pk_url_ok(call->endpoint)) {
             free(op);
             return bad_args(err, oname, "call endpoint is not an http(s) URL");
         }
@@ -429,12 +349,12 @@ static int op_start(struct lds_plugin *p, struct lds_op *op, const struct lcm_ca
     const char *cred = full && call->credentials && *call->credentials ? call->credentials
                        : dep && dep->credentials                       ? dep->credentials
                                                                        : "LDS";
-    if (!cred_ok(cred)) {
+    if (!lcm_pk_cred_ok(cred)) {
         free(op);
         return bad_args(err, oname, "invalid credential set name");
     }
     snprintf(op->base, sizeof op->base, "%s", base);
-    strip_slash(op->base);
+    lcm_pk_strip_slash(op->base);
     snprintf(op->frontend, sizeof op->frontend, "%s", fe ? fe : "");
     snprintf(op->method, sizeof op->method, "%s", method);
     snprintf(op->path, sizeof op->path, "%s", path);
