@@ -5,6 +5,12 @@
 --
 -- rank(session, workers, ctx) -> { {worker_id = <id>, score = <finite number>}, ... }
 -- best first; a worker left out is not used for this session.
+--
+-- rank runs once per pending session (10,000 in a cycle), so it is written for speed: each
+-- worker's score is computed once into flat scratch arrays, no closure or key table is built
+-- per call, and since the host hands the shortlist over already in this order (it keeps it
+-- sorted with the same rule), one pass checks that and skips the sort; any other order is
+-- sorted by indices with a comparator over the precomputed numbers.
 
 local P = {}
 
@@ -26,18 +32,54 @@ function P.utilisation(w)
   return u
 end
 
-local function better(x, y)
-  if x.score ~= y.score then return x.score > y.score end
-  if x.sessions ~= y.sessions then return x.sessions > y.sessions end
-  return x.worker_id < y.worker_id
+-- Scratch reused by every call (entries past the current shortlist are stale, never read):
+-- score, session count and id of the i-th worker, and the order being sorted.
+local score, sessions, ids, order = {}, {}, {}, {}
+
+-- Order of two shortlist positions: higher score, then more sessions, then the smaller id.
+local function better(p, q)
+  local x, y = score[p], score[q]
+  if x ~= y then return x > y end
+  x, y = sessions[p], sessions[q]
+  if x ~= y then return x > y end
+  return ids[p] < ids[q]
 end
 
 function P.rank(session, workers, ctx)
-  local ranked = {}
-  for i, w in ipairs(workers) do
-    ranked[i] = { worker_id = w.id, score = P.utilisation(w), sessions = w.session_count }
+  local n = #workers
+  local sorted = true
+  local pu, pc, pid
+  for i = 1, n do
+    local w = workers[i]
+    local d, a = w.declared, w.allocated
+    -- P.utilisation inlined (same arithmetic, so the same score as the built-in)
+    local u, x, y = 0.0, 0.0, d.cpu_cores
+    if y > 0 then u = a.cpu_cores / y end
+    y = d.memory_gb
+    if y > 0 then x = a.memory_gb / y; if x > u then u = x end end
+    y = d.storage_gb
+    if y > 0 then x = a.storage_gb / y; if x > u then u = x end end
+    y = d.max_nodes
+    if y > 0 then x = a.nodes / y; if x > u then u = x end end
+    local c, id = w.session_count, w.id
+    if sorted and i > 1
+        and not (pu > u or (pu == u and (pc > c or (pc == c and pid < id)))) then
+      sorted = false
+    end
+    pu, pc, pid = u, c, id
+    score[i], sessions[i], ids[i], order[i] = u, c, id, i
   end
-  table.sort(ranked, better)
+  local ranked = {}
+  if sorted then
+    for i = 1, n do ranked[i] = { worker_id = ids[i], score = score[i] } end
+    return ranked
+  end
+  for i = #order, n + 1, -1 do order[i] = nil end -- table.sort works on the whole array
+  table.sort(order, better)
+  for i = 1, n do
+    local k = order[i]
+    ranked[i] = { worker_id = ids[k], score = score[k] }
+  end
   return ranked
 end
 
