@@ -673,6 +673,28 @@ static void act_ids(struct wop *op, const struct lcm_worker *w, int step)
         sync_error(op, &e, 0);
 }
 
+/* Sends the start, stop or terminate call for w's instance under the worker's claim (skipped
+ * when another action holds it: the next sweep looks again). */
+static void act_send(struct lcm_workers_ctl *c, const struct lcm_worker *w, int step)
+{
+    struct wop *op = claimed_op(c, w, step);
+    if (op)
+        act_ids(op, w, step);
+}
+
+/* Stopping and terminating: without an instance the worker moves on to gone_to; otherwise the
+ * stop or terminate call goes out once (sent) and the instance is polled after that. */
+static void act_instance_end(struct lcm_workers_ctl *c, const struct lcm_worker *w, int sent,
+                             int step, int gone_to)
+{
+    if (!w->instance_id)
+        act_transition(c, w, gone_to, "no instance");
+    else if (!sent)
+        act_send(c, w, step);
+    else
+        act_poll(c, w);
+}
+
 static void ids_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
@@ -1002,9 +1024,7 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
             return;
         }
         if (D == LCM_WK_TERMINATED && w->instance_id && !t->term_sent) {
-            struct wop *op = claimed_op(c, w, S_TERMINATE);
-            if (op)
-                act_ids(op, w, S_TERMINATE);
+            act_send(c, w, S_TERMINATE);
             return;
         }
         if (w->instance_id)
@@ -1051,15 +1071,7 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
         }
         return;
     case LCM_WK_STOPPING:
-        if (!w->instance_id) {
-            act_transition(c, w, LCM_WK_STOPPED, "no instance");
-        } else if (!t->stop_sent) {
-            struct wop *op = claimed_op(c, w, S_STOP);
-            if (op)
-                act_ids(op, w, S_STOP);
-        } else {
-            act_poll(c, w);
-        }
+        act_instance_end(c, w, t->stop_sent, S_STOP, LCM_WK_STOPPED);
         return;
     case LCM_WK_STOPPED:
         if (D == LCM_WK_TERMINATED)
@@ -1070,15 +1082,7 @@ static void decide(struct lcm_workers_ctl *c, const struct lcm_worker *w, struct
             act_poll(c, w);
         return;
     case LCM_WK_TERMINATING:
-        if (!w->instance_id) {
-            act_transition(c, w, LCM_WK_TERMINATED, "no instance");
-        } else if (!t->term_sent) {
-            struct wop *op = claimed_op(c, w, S_TERMINATE);
-            if (op)
-                act_ids(op, w, S_TERMINATE);
-        } else {
-            act_poll(c, w);
-        }
+        act_instance_end(c, w, t->term_sent, S_TERMINATE, LCM_WK_TERMINATED);
         return;
     case LCM_WK_FAILED:
         /* stays failed until an operator retries (failed → pending) or terminates */
