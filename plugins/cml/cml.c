@@ -96,14 +96,8 @@ static int cml_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
             return LCM_E_CONFIG;
         }
     }
-    int b = 1;
-    if (hs->config_bool(h, "verify_tls", &b) != 0)
-        b = 1;
-    p->cfg.verify_tls = env_bool("LCM_CML_VERIFY_TLS", b);
-    b = 0;
-    if (hs->config_bool(h, "health_in_readiness", &b) != 0)
-        b = 0;
-    p->cfg.health_in_readiness = b;
+    p->cfg.verify_tls = env_bool("LCM_CML_VERIFY_TLS", lcm_pk_cfg_bool(hs, h, "verify_tls", 1));
+    p->cfg.health_in_readiness = lcm_pk_cfg_bool(hs, h, "health_in_readiness", 0);
     p->cfg.timeout_ms = lcm_pk_cfg_long(hs, h, "timeout_ms", 30000, 100, 3600000);
     p->cfg.connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
     p->cfg.max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);

@@ -440,13 +440,7 @@ static int op_send(struct cml_op *op, struct lcm_error *err)
         }
         /* The host retries inside one request: share the time left between the attempts so
          * that all of them end by the deadline (fewer attempts when it is short). */
-        long left = (long)(op->deadline_ms - now);
-        while (retries > 0 && left / (retries + 1) < 200)
-            retries--;
-        if (left / (retries + 1) < timeout)
-            timeout = left / (retries + 1);
-        if (timeout < 1)
-            timeout = 1;
+        lcm_pk_share_deadline((long)(op->deadline_ms - now), &timeout, &retries);
     }
     char url[1024];
     int n = snprintf(url, sizeof url, "%s/api/v0%s", ep->base, op->path);

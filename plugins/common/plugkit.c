@@ -19,6 +19,15 @@ long lcm_pk_cfg_long(const struct lcm_host_services *hs, struct lcm_host *h, con
     return v < lo ? lo : v > hi ? hi : (long)v;
 }
 
+int lcm_pk_cfg_bool(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
+                    int dflt)
+{
+    int b = dflt;
+    if (hs->config_bool(h, key, &b) != 0)
+        b = dflt;
+    return b;
+}
+
 const char *lcm_pk_env_or_cfg(const struct lcm_host_services *hs, struct lcm_host *h,
                               const char *env, const char *key)
 {
@@ -55,6 +64,16 @@ void lcm_pk_strip_slash(char *s)
     size_t n = s ? strlen(s) : 0;
     while (n > 0 && s[n - 1] == '/')
         s[--n] = '\0';
+}
+
+void lcm_pk_share_deadline(long left, long *timeout, int *retries)
+{
+    while (*retries > 0 && left / (*retries + 1) < 200)
+        (*retries)--;
+    if (left / (*retries + 1) < *timeout)
+        *timeout = left / (*retries + 1);
+    if (*timeout < 1)
+        *timeout = 1;
 }
 
 int lcm_pk_http_transport_error(struct lcm_error *e, const struct lcm_http_resp *r,

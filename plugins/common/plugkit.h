@@ -15,6 +15,10 @@ char *lcm_pk_dup_or_null(const char *s);
 long lcm_pk_cfg_long(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
                      long dflt, long lo, long hi);
 
+/* Boolean config key; dflt when unset or not a boolean. */
+int lcm_pk_cfg_bool(const struct lcm_host_services *hs, struct lcm_host *h, const char *key,
+                    int dflt);
+
 /* The environment variable env when set and non-empty, else config key; NULL when neither. */
 const char *lcm_pk_env_or_cfg(const struct lcm_host_services *hs, struct lcm_host *h,
                               const char *env, const char *key);
@@ -27,6 +31,11 @@ int lcm_pk_cred_ok(const char *c);
 
 /* Drops trailing '/' characters of s in place (s may be NULL). */
 void lcm_pk_strip_slash(char *s);
+
+/* The host retries inside one request: shares the left ms before the deadline between the
+ * attempts so that all of them end by it. Drops attempts while each would get under 200 ms,
+ * then caps *timeout at the share (at least 1 ms). */
+void lcm_pk_share_deadline(long left, long *timeout, int *retries);
 
 /* For an answer without an HTTP status: fills e and returns 1 when r was cancelled
  * ("<who> <op>: <what>: cancelled") or failed in transport ("<who> <op>: <what>: <error>

@@ -163,10 +163,7 @@ static int grd_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     p->connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
     p->max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);
     p->margin_ms = lcm_pk_cfg_long(hs, h, "token_refresh_margin_ms", 30000, 0, 3600000);
-    int b = 1;
-    if (hs->config_bool(h, "verify_tls", &b) != 0)
-        b = 1;
-    p->verify_tls = b;
+    p->verify_tls = lcm_pk_cfg_bool(hs, h, "verify_tls", 1);
     hs->log(h, LCM_SPI_INFO, "msg=\"grading plugin ready\" url=\"%s\" token_url=\"%s\"",
             p->url ? p->url : "", p->token_url ? p->token_url : "(<url>/oauth2/token)");
     *self = p;
@@ -492,14 +489,7 @@ static int op_send(struct grd_op *op, struct lcm_error *err)
             lcm_error_set(err, LCM_E_TIMEOUT, 1, 0, m);
             return LCM_E_TIMEOUT;
         }
-        /* The host retries inside one request: share the time left between the attempts. */
-        long left = (long)(op->deadline_ms - now);
-        while (retries > 0 && left / (retries + 1) < 200)
-            retries--;
-        if (left / (retries + 1) < timeout)
-            timeout = left / (retries + 1);
-        if (timeout < 1)
-            timeout = 1;
+        lcm_pk_share_deadline((long)(op->deadline_ms - now), &timeout, &retries);
     }
     char url[1600];
     int n = snprintf(url, sizeof url, "%s%s", op->base, op->path);

@@ -204,10 +204,7 @@ static int lds_create(const struct lcm_host_services *hs, struct lcm_host *h, vo
     p->timeout_ms = lcm_pk_cfg_long(hs, h, "timeout_ms", 15000, 50, 3600000);
     p->connect_timeout_ms = lcm_pk_cfg_long(hs, h, "connect_timeout_ms", 5000, 50, 600000);
     p->max_retries = (int)lcm_pk_cfg_long(hs, h, "max_retries", 2, 0, 10);
-    int b = 1;
-    if (hs->config_bool(h, "verify_tls", &b) != 0)
-        b = 1;
-    p->verify_tls = b;
+    p->verify_tls = lcm_pk_cfg_bool(hs, h, "verify_tls", 1);
     hs->log(h, LCM_SPI_INFO, "msg=\"lds plugin ready\" url=\"%s\" frontend_url=\"%s\" "
             "deployments=%zu", p->url ? p->url : "", p->frontend_url ? p->frontend_url : "",
             p->ndeps);
@@ -398,14 +395,7 @@ static int op_start(struct lds_plugin *p, struct lds_op *op, const struct lcm_ca
             free(op);
             return LCM_E_TIMEOUT;
         }
-        /* The host retries inside one request: share the time left between the attempts. */
-        long left = (long)((uint64_t)call->deadline_ms - now);
-        while (retries > 0 && left / (retries + 1) < 200)
-            retries--;
-        if (left / (retries + 1) < timeout)
-            timeout = left / (retries + 1);
-        if (timeout < 1)
-            timeout = 1;
+        lcm_pk_share_deadline((long)((uint64_t)call->deadline_ms - now), &timeout, &retries);
     }
     if (full) {
         op->op_id = call->op_id;
