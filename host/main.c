@@ -473,6 +473,9 @@ int main(int argc, char **argv)
         return 1;
     }
     d.httpc = lcm_httpc_new(d.base, d.metrics);
+    if (d.httpc)
+        lcm_httpc_set_defaults(d.httpc, (long)lcm_config_int(d.cfg, "httpc_timeout_ms"),
+                               (long)lcm_config_int(d.cfg, "httpc_connect_timeout_ms"));
     struct lcm_httpd_opts ho = {
         .listen = lcm_config_str(d.cfg, "listen"),
         .max_body = (size_t)lcm_config_int(d.cfg, "http_max_body_bytes"),

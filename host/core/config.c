@@ -99,7 +99,6 @@ const struct lcm_cfg_key lcm_cfg_keys[] = {
     /* outbound http */
     { "httpc_timeout_ms", I, "10000", 100, 600000, NULL, 0, "httpc", "Default per-attempt timeout of outbound HTTP requests (plugins may ask for less or more)." },
     { "httpc_connect_timeout_ms", I, "3000", 50, 60000, NULL, 0, "httpc", "Default connect timeout of outbound HTTP requests." },
-    { "httpc_max_retries", I, "3", 0, 20, NULL, 0, "httpc", "Default extra attempts for idempotent outbound requests (transport errors, 429, 5xx)." },
     /* events: SSE, CloudEvents in and out, feed trimming (host/net; docs/events.md) */
     { "sse_heartbeat_ms", I, "10000", 100, 300000, NULL, 0, "events", "Interval of the SSE heartbeat comment sent to every GET /api/v1/events client." },
     { "sse_max_clients", I, "1000", 1, 1000000, NULL, 0, "events", "Concurrent SSE clients served; more get 503." },

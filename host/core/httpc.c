@@ -61,6 +61,7 @@ struct lcm_httpc {
     struct hreq head;
     size_t inflight;
     uint64_t next_id;
+    long default_timeout_ms, default_connect_timeout_ms;
     int freeing;
 };
 
@@ -431,6 +432,8 @@ struct lcm_httpc *lcm_httpc_new(struct event_base *base, struct lcm_metrics *met
         return NULL;
     c->base = base;
     c->metrics = metrics;
+    c->default_timeout_ms = 10000;
+    c->default_connect_timeout_ms = 3000;
     c->head.next = c->head.prev = &c->head;
     c->multi = curl_multi_init();
     c->timer = evtimer_new(base, on_timeout, c);
@@ -468,6 +471,21 @@ void lcm_httpc_free(struct lcm_httpc *c)
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+/* Appends "<prefix><value>" to the request's headers; the string is kept in *keep so that it
+ * can be wiped when the request is freed (it holds a credential). 0 or -1 (out of memory). */
+static int add_secret_header(struct hreq *q, char **keep, const char *prefix, const char *value)
+{
+    size_t l = strlen(prefix) + strlen(value) + 1;
+    if (!(*keep = malloc(l)))
+        return -1;
+    snprintf(*keep, l, "%s%s", prefix, value);
+    struct curl_slist *n = curl_slist_append(q->headers, *keep);
+    if (!n)
+        return -1;
+    q->headers = n;
+    return 0;
+}
+
 int lcm_httpc_request(struct lcm_httpc *c, const struct lcm_httpc_req *req,
                       lcm_httpc_done_fn done, void *ud, uint64_t *id)
 {
@@ -496,8 +514,8 @@ int lcm_httpc_request(struct lcm_httpc *c, const struct lcm_httpc_req *req,
     q->sigv4 = dup_or_null(req->sigv4);
     q->ca_file = dup_or_null(req->ca_file);
     q->auth = req->auth;
-    q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 10000;
-    q->connect_timeout_ms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 3000;
+    q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->default_timeout_ms;
+    q->connect_timeout_ms = req->connect_timeout_ms > 0 ? req->connect_timeout_ms : c->default_connect_timeout_ms;
     q->max_retries = req->max_retries > 0 ? req->max_retries : 0;
     q->idempotent = req->idempotent;
     q->backoff_base_ms = req->backoff_base_ms > 0 ? req->backoff_base_ms : 100;
@@ -537,32 +555,10 @@ int lcm_httpc_request(struct lcm_httpc *c, const struct lcm_httpc_req *req,
         if (n)
             q->headers = n;
     }
-    if (!oom && req->auth == LCM_HTTPC_AUTH_BEARER) {
-        size_t l = strlen(req->bearer) + 32;
-        if ((q->bearer_hdr = malloc(l))) {
-            snprintf(q->bearer_hdr, l, "Authorization: Bearer %s", req->bearer);
-            struct curl_slist *n = curl_slist_append(q->headers, q->bearer_hdr);
-            if (n)
-                q->headers = n;
-            else
-                oom = 1;
-        } else {
-            oom = 1;
-        }
-    }
-    if (!oom && req->auth == LCM_HTTPC_AUTH_SIGV4 && req->session_token) {
-        size_t l = strlen(req->session_token) + 32;
-        if ((q->token_hdr = malloc(l))) {
-            snprintf(q->token_hdr, l, "X-Amz-Security-Token: %s", req->session_token);
-            struct curl_slist *n = curl_slist_append(q->headers, q->token_hdr);
-            if (n)
-                q->headers = n;
-            else
-                oom = 1;
-        } else {
-            oom = 1;
-        }
-    }
+    if (!oom && req->auth == LCM_HTTPC_AUTH_BEARER)
+        oom = add_secret_header(q, &q->bearer_hdr, "Authorization: Bearer ", req->bearer) < 0;
+    if (!oom && req->auth == LCM_HTTPC_AUTH_SIGV4 && req->session_token)
+        oom = add_secret_header(q, &q->token_hdr, "X-Amz-Security-Token: ", req->session_token) < 0;
     q->timer = evtimer_new(c->base, timer_fired, q);
     /* link before any failure path so hreq_free can unlink */
     q->next = &c->head;
@@ -602,6 +598,14 @@ int lcm_httpc_cancel(struct lcm_httpc *c, uint64_t id)
 }
 
 size_t lcm_httpc_inflight(const struct lcm_httpc *c) { return c ? c->inflight : 0; }
+
+void lcm_httpc_set_defaults(struct lcm_httpc *c, long timeout_ms, long connect_timeout_ms)
+{
+    if (timeout_ms > 0)
+        c->default_timeout_ms = timeout_ms;
+    if (connect_timeout_ms > 0)
+        c->default_connect_timeout_ms = connect_timeout_ms;
+}
 
 const char *lcm_httpc_resp_header(const struct lcm_httpc_resp *r, const char *name)
 {

@@ -73,6 +73,9 @@ int lcm_httpc_request(struct lcm_httpc *c, const struct lcm_httpc_req *req,
 /* Cancels a request in flight: its done runs later from the loop with cancelled=1.
  * Returns 0, or -ENOENT when the id is unknown or already finished. */
 int lcm_httpc_cancel(struct lcm_httpc *c, uint64_t id);
+/* Timeouts used when a request leaves them 0 (from config httpc_timeout_ms and
+ * httpc_connect_timeout_ms; built-in 10 s / 3 s). */
+void lcm_httpc_set_defaults(struct lcm_httpc *c, long timeout_ms, long connect_timeout_ms);
 /* Number of requests in flight (including ones waiting for a retry). */
 size_t lcm_httpc_inflight(const struct lcm_httpc *c);
 
