@@ -278,6 +278,16 @@ static struct lcm_workers_ctl *op_ctl(struct wop *op)
     return c;
 }
 
+/* op_ctl(), then the op's worker; NULL (and the op ended) when either is gone. */
+static const struct lcm_worker *op_worker(struct wop *op)
+{
+    struct lcm_workers_ctl *c = op_ctl(op);
+    const struct lcm_worker *w = c ? get_worker(c, op->id) : NULL;
+    if (c && !w)
+        wk_op_done(op);
+    return w;
+}
+
 /* Commits evs for the op's worker and ends the op afterwards (also when nothing to commit). */
 static void finish_with(struct wop *op, uint64_t expected, struct lcm_events *evs)
 {
@@ -864,14 +874,10 @@ static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *resu
 static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op_ctl(op);
-    if (!c)
+    const struct lcm_worker *w = op_worker(op);
+    if (!w)
         return;
-    const struct lcm_worker *w = get_worker(c, op->id);
-    if (!w) {
-        wk_op_done(op);
-        return;
-    }
+    struct lcm_workers_ctl *c = op->c;
     if (e) {
         /* CML not answering yet is normal while it boots: retry until the boot timeout */
         struct wk_track *t = wk_track(c, op->id);
@@ -913,14 +919,10 @@ static void ready_info(void *ud, const struct lcm_error *e, const void *result)
 static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op_ctl(op);
-    if (!c)
+    const struct lcm_worker *w = op_worker(op);
+    if (!w)
         return;
-    const struct lcm_worker *w = get_worker(c, op->id);
-    if (!w) {
-        wk_op_done(op);
-        return;
-    }
+    struct lcm_workers_ctl *c = op->c;
     if (e || wk_node_defs_take(op, result) < 0) {
         /* like licensing: retried on the next poll, and named if the boot timeout fails it */
         struct wk_track *t = wk_track(c, op->id);
@@ -941,14 +943,10 @@ static void ready_nodedefs(void *ud, const struct lcm_error *e, const void *resu
 static void ready_licence(void *ud, const struct lcm_error *e, const void *result)
 {
     struct wop *op = ud;
-    struct lcm_workers_ctl *c = op_ctl(op);
-    if (!c)
+    const struct lcm_worker *w = op_worker(op);
+    if (!w)
         return;
-    const struct lcm_worker *w = get_worker(c, op->id);
-    if (!w) {
-        wk_op_done(op);
-        return;
-    }
+    struct lcm_workers_ctl *c = op->c;
     struct wk_track *t = wk_track(c, op->id);
     if (e) {
         if (t)
