@@ -6,11 +6,13 @@
 -- rank(session, workers, ctx) -> { {worker_id = <id>, score = <finite number>}, ... }
 -- best first; a worker left out is not used for this session.
 --
--- rank runs once per pending session (10,000 in a cycle), so it is written for speed: each
--- worker's score is computed once into flat scratch arrays, no closure or key table is built
--- per call, and since the host hands the shortlist over already in this order (it keeps it
--- sorted with the same rule), one pass checks that and skips the sort; any other order is
--- sorted by indices with a comparator over the precomputed numbers.
+-- rank runs once per pending session (10,000 in a cycle) under the sandbox's count hook, so
+-- every VM instruction and allocation counts: each worker's score is computed once, inline;
+-- the host hands the shortlist over already in this order (it keeps it sorted by the same
+-- rule), so one pass checks that while it builds the result and the sort is skipped; any
+-- other order is sorted by indices with a comparator over precomputed numbers. The result
+-- and its entry tables are reused from call to call (the host copies them out before the
+-- next call): read a result before calling rank again.
 
 local P = {}
 
@@ -32,11 +34,13 @@ function P.utilisation(w)
   return u
 end
 
--- Scratch reused by every call (entries past the current shortlist are stale, never read):
--- score, session count and id of the i-th worker, and the order being sorted.
+-- Scratch for the sort (entries past the current shortlist are stale, never read): score,
+-- session count and id of the i-th entry, and the order being sorted.
 local score, sessions, ids, order = {}, {}, {}, {}
+-- The result returned by every call, and its entry tables.
+local ranked, pool = {}, {}
 
--- Order of two shortlist positions: higher score, then more sessions, then the smaller id.
+-- Order of two positions: higher score, then more sessions, then the smaller id.
 local function better(p, q)
   local x, y = score[p], score[q]
   if x ~= y then return x > y end
@@ -45,42 +49,59 @@ local function better(p, q)
   return ids[p] < ids[q]
 end
 
+-- The n entries of ranked (built in shortlist order) put in ranking order.
+local function sort_ranked(workers, n)
+  for i = 1, n do
+    local e = ranked[i]
+    score[i], sessions[i], ids[i], order[i] = e.score, workers[i].session_count, e.worker_id, i
+  end
+  for i = #order, n + 1, -1 do order[i] = nil end -- table.sort works on the whole array
+  table.sort(order, better)
+  for i = 1, n do ranked[i] = pool[order[i]] end
+  -- pool keeps following ranked position by position for the next call
+  for i = 1, n do pool[i] = ranked[i] end
+  return ranked
+end
+
 function P.rank(session, workers, ctx)
   local n = #workers
+  local pu, pc, pid = math.huge, math.huge, "" -- the previous entry, while the input is in order
   local sorted = true
-  local pu, pc, pid
   for i = 1, n do
     local w = workers[i]
     local d, a = w.declared, w.allocated
     -- P.utilisation inlined (same arithmetic, so the same score as the built-in)
-    local u, x, y = 0.0, 0.0, d.cpu_cores
+    local u, y = 0.0, d.cpu_cores
     if y > 0 then u = a.cpu_cores / y end
     y = d.memory_gb
-    if y > 0 then x = a.memory_gb / y; if x > u then u = x end end
+    if y > 0 then y = a.memory_gb / y; if y > u then u = y end end
     y = d.storage_gb
-    if y > 0 then x = a.storage_gb / y; if x > u then u = x end end
+    if y > 0 then y = a.storage_gb / y; if y > u then u = y end end
     y = d.max_nodes
-    if y > 0 then x = a.nodes / y; if x > u then u = x end end
-    local c, id = w.session_count, w.id
-    if sorted and i > 1
-        and not (pu > u or (pu == u and (pc > c or (pc == c and pid < id)))) then
-      sorted = false
+    if y > 0 then y = a.nodes / y; if y > u then u = y end end
+    local id = w.id
+    local e = pool[i]
+    if e then
+      e.worker_id, e.score = id, u
+    else
+      e = { worker_id = id, score = u }
+      pool[i] = e
     end
-    pu, pc, pid = u, c, id
-    score[i], sessions[i], ids[i], order[i] = u, c, id, i
+    ranked[i] = e
+    if u < pu then
+      pu, pc, pid = u, w.session_count, id
+    elseif sorted then
+      local c = w.session_count
+      if u == pu and (c < pc or (c == pc and pid < id)) then
+        pc, pid = c, id
+      else
+        sorted = false
+      end
+    end
   end
-  local ranked = {}
-  if sorted then
-    for i = 1, n do ranked[i] = { worker_id = ids[i], score = score[i] } end
-    return ranked
-  end
-  for i = #order, n + 1, -1 do order[i] = nil end -- table.sort works on the whole array
-  table.sort(order, better)
-  for i = 1, n do
-    local k = order[i]
-    ranked[i] = { worker_id = ids[k], score = score[k] }
-  end
-  return ranked
+  for i = #ranked, n + 1, -1 do ranked[i] = nil end
+  if sorted then return ranked end
+  return sort_ranked(workers, n)
 end
 
 return P
