@@ -95,8 +95,15 @@ class Rig:
 
     # ---- store access -------------------------------------------------------------------
     def seed(self, *args, ok=True):
-        r = subprocess.run([os.path.join(BUILD_DIR, "bin", "lcm-seed"), self.redis.url, *args],
-                           capture_output=True, text=True, timeout=30)
+        # lcm-seed writes like an API client: when a controller moved the aggregate on between
+        # its read and its write, the store refuses with a conflict, and the client retries on
+        # the new state (a fresh process reads it again).
+        for _ in range(10):
+            r = subprocess.run([os.path.join(BUILD_DIR, "bin", "lcm-seed"), self.redis.url, *args],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 or "conflict" not in r.stderr:
+                break
+            time.sleep(0.05)
         if ok and r.returncode != 0:
             raise AssertionError(f"lcm-seed {args[0]} failed: {r.stderr}")
         return r.returncode
