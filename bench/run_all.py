@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 import harness  # noqa: E402
 
 TARGETS = ["lcmd", "bench_store", "bench_policy", "bench_placement", "bench_api_bare_evhttp",
-           "bench_api_evhttp_xadd", "sched_seed", "cml-sim", "lds-sim", "lcm-cml", "lcm-lds", "lcm-aws"]
+           "bench_api_evhttp_xadd", "bench_api_evhttp_session", "sched_seed", "cml-sim", "lds-sim", "lcm-cml", "lcm-lds", "lcm-aws"]
 ROWS = []        # (bench, figure, value, baseline, ratio, goal, met)
 RESULTS = {}
 
@@ -80,6 +80,11 @@ def bench_store(a):
     RESULTS["store"] = dict(j, seconds=dt)
     row("store", "lcm_store_append (events/s)", j["store_append_eps"], j["raw_xadd_eps"],
         goal="ratio ≥ 0.35", met=j["ratio"] >= 0.35)
+    # The layout's floor (bench/store/layout_floor.lua): what any implementation can reach.
+    row("store", "layout floor as a Redis Function (events/s)", j["floor_function_eps"],
+        j["raw_xadd_eps"])
+    row("store", "layout floor as plain pipelined commands (events/s)", j["floor_raw_eps"],
+        j["raw_xadd_eps"])
     row("store", "rebuild 100k events (s)", j["rebuild_100k_s"], unit="s")
     if not a.quick:
         row("store", f"rebuild {j['rebuild_big_events']} events (s)", j["rebuild_big_s"],
@@ -134,6 +139,11 @@ def bench_api(a):
         goal="≤ 5 ms", met=j["met"]["get_p99"], unit="ms")
     row("api", "POST /sessions req/s", res["lcmd_post"]["rps"], res["xadd_post"]["rps"],
         goal="ratio ≥ 0.6", met=j["met"]["post_ratio"])
+    # Ceilings (bench/api/evhttp_session.c): evhttp + a session's Redis writes and nothing else.
+    row("api", "ceiling: evhttp + session append req/s", res["ceiling_store"]["rps"],
+        res["xadd_post"]["rps"])
+    row("api", "floor: evhttp + session commands req/s", res["ceiling_commands"]["rps"],
+        res["xadd_post"]["rps"])
 
 
 # ---- memory per session ---------------------------------------------------------------------

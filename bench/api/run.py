@@ -2,6 +2,9 @@
 """bench/api: lcmd vs bare evhttp baselines, same run, same wrk settings.
   GET  /api/v1/sessions/{id}  (lcmd)  vs  bare evhttp responder (fixed body of the same size)
   POST /api/v1/sessions       (lcmd)  vs  evhttp + one async Redis XADD per request
+and two ceilings for POST (evhttp_session.c): evhttp + the Redis writes of one session creation
+and nothing else, through lcm_store_append (the real function) and as plain pipelined commands
+(the layout's floor). No lcmd can beat them, so their ratios to evhttp + XADD bound the aim.
 Prints req/s, p50/p99 and the ratios as a table and as JSON (last line).
 Usage: python3 bench/api/run.py [--build DIR] [--duration S] [--connections N] [--threads N]
 Use a build without sanitizers for meaningful numbers."""
@@ -106,10 +109,19 @@ def main():
     xadd = start([os.path.join(bindir, "bench_api_evhttp_xadd"), str(port), str(redis.port)], "evhttp_xadd")
     results["xadd_post"] = wrk(f"http://127.0.0.1:{port}/api/v1/sessions", args, lua_post("/", body))
     xadd.stop()
+    for mode in ("store", "commands"):
+        port = harness.free_port()
+        h = start([os.path.join(bindir, "bench_api_evhttp_session"), str(port), str(redis.port), mode],
+                  f"evhttp_session_{mode}")
+        results[f"ceiling_{mode}"] = wrk(f"http://127.0.0.1:{port}/api/v1/sessions", args, lua_post("/", body))
+        h.stop()
     redis.close()
 
     ratios = {"get_vs_bare": results["lcmd_get"]["rps"] / results["bare_get"]["rps"],
-              "post_vs_xadd": results["lcmd_post"]["rps"] / results["xadd_post"]["rps"]}
+              "post_vs_xadd": results["lcmd_post"]["rps"] / results["xadd_post"]["rps"],
+              "ceiling_store_vs_xadd": results["ceiling_store"]["rps"] / results["xadd_post"]["rps"],
+              "ceiling_commands_vs_xadd": results["ceiling_commands"]["rps"] / results["xadd_post"]["rps"],
+              "post_vs_ceiling_store": results["lcmd_post"]["rps"] / results["ceiling_store"]["rps"]}
     goals = {"get_ratio_min": 0.5, "get_p99_max_ms": 5.0, "post_ratio_min": 0.6}
     ok = {"get_ratio": ratios["get_vs_bare"] >= goals["get_ratio_min"],
           "get_p99": results["lcmd_get"]["p99_ms"] <= goals["get_p99_max_ms"],
@@ -117,12 +129,16 @@ def main():
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, session body {size} bytes")
     print(f"{'case':<34}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
     names = {"lcmd_get": "lcmd GET /sessions/{id}", "bare_get": "bare evhttp GET",
-             "lcmd_post": "lcmd POST /sessions", "xadd_post": "evhttp + XADD POST"}
-    for k in ("lcmd_get", "bare_get", "lcmd_post", "xadd_post"):
+             "lcmd_post": "lcmd POST /sessions", "xadd_post": "evhttp + XADD POST",
+             "ceiling_store": "ceiling: evhttp + session append", "ceiling_commands": "floor: evhttp + session commands"}
+    for k in ("lcmd_get", "bare_get", "lcmd_post", "xadd_post", "ceiling_store", "ceiling_commands"):
         r = results[k]
         print(f"{names[k]:<34}{r['rps']:>12.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>9}")
     print(f"GET  lcmd/bare  = {ratios['get_vs_bare']:.2f} (aim ≥ 0.5, p99 ≤ 5 ms)")
     print(f"POST lcmd/XADD  = {ratios['post_vs_xadd']:.2f} (aim ≥ 0.6)")
+    print(f"     ceilings/XADD: session append {ratios['ceiling_store_vs_xadd']:.2f}, "
+          f"session commands {ratios['ceiling_commands_vs_xadd']:.2f}; "
+          f"lcmd/session append {ratios['post_vs_ceiling_store']:.2f}")
     print(json.dumps({"bench": "api", "results": results, "ratios": ratios, "goals": goals, "met": ok,
                       "settings": vars(args), "body_bytes": size}))
 

@@ -2,8 +2,12 @@
  * append, hash + index + feed updated) vs raw pipelined XADD of the same entry, both against
  * the same private redis-server in the same run, alternated over several rounds (medians, so
  * that a machine shared with other work skews both sides alike), with Redis's own CPU time per
- * event; then rebuild time for 100k and 1M events. Prints a table and one JSON object (last
- * line). Usage: bench_store [--quick] [--rounds N] */
+ * event; then rebuild time for 100k and 1M events. In the same rounds it measures the floor of
+ * the layout (layout_floor.lua: only the writes the layout requires per event, no checks) as a
+ * Redis Function, as the same function with one feed entry per call, and as the same commands
+ * sent raw and pipelined without any function: what any implementation of the layout can reach
+ * on this Redis. Prints a table and one JSON object (last line).
+ * Usage: bench_store [--quick] [--rounds N] */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -173,6 +177,135 @@ static double run_appends(struct lcm_store *s, const char *prefix, long appends,
     return (double)appends * events_per / (ms / 1000.0);
 }
 
+/* ---- the layout floor ----------------------------------------------------------------- */
+
+#define FLOOR_PER_CALL 128
+#define FLOOR_AGGS 1000
+
+static void load_floor(void)
+{
+    FILE *f = fopen(LCM_BENCH_FLOOR_LUA, "r");
+    static char src[8192];
+    size_t n = f ? fread(src, 1, sizeof(src) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (n == 0) {
+        fprintf(stderr, "cannot read %s\n", LCM_BENCH_FLOOR_LUA);
+        exit(1);
+    }
+    src[n] = 0;
+    redisContext *c = th_sync(&srv);
+    redisReply *r = c ? redisCommand(c, "FUNCTION LOAD REPLACE %s", src) : NULL;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "FUNCTION LOAD layout_floor.lua: %s\n", r ? r->str : "no connection");
+        exit(1);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Per event of the floor: the keys and arguments of one note.set on aggregate i. */
+struct floor_ev {
+    char hk[48], ek[56], from[40], to[40], v[24], st[8];
+};
+
+static void floor_event(struct floor_ev *e, const char *prefix, int i, uint64_t *ver)
+{
+    uint64_t v = ver[i]++;
+    snprintf(e->hk, sizeof(e->hk), "lcm:{note:%s%d}", prefix, i);
+    snprintf(e->ek, sizeof(e->ek), "%s:events", e->hk);
+    snprintf(e->from, sizeof(e->from), "lcm:idx:note:status:s%" PRIu64, v % 4);
+    snprintf(e->to, sizeof(e->to), "lcm:idx:note:status:s%" PRIu64, (v + 1) % 4);
+    snprintf(e->v, sizeof(e->v), "%" PRIu64, v + 1);
+    snprintf(e->st, sizeof(e->st), "s%" PRIu64, (v + 1) % 4);
+}
+
+static void expect_ok(redisContext *c, const char *what)
+{
+    redisReply *r;
+    if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "%s failed: %s\n", what, r ? r->str : c->errstr);
+        exit(1);
+    }
+    freeReplyObject(r);
+}
+
+/* The floor as one Redis Function call per FLOOR_PER_CALL events (as lcm_append's group
+ * commit), four calls in flight. Events per second. */
+static double bench_floor_fcall(const char *fn, const char *prefix, long n)
+{
+    redisContext *c = th_sync(&srv);
+    uint64_t *ver = calloc(FLOOR_AGGS, sizeof(*ver));
+    struct floor_ev ev[FLOOR_PER_CALL];
+    const char *argv[3 + 7 * FLOOR_PER_CALL + 1];
+    size_t argl[3 + 7 * FLOOR_PER_CALL + 1];
+    char nk[16];
+    long calls = n / FLOOR_PER_CALL, sent = 0, got = 0, at = 0;
+    double t0 = th_now_ms();
+    while (got < calls) {
+        while (sent < calls && sent - got < 4) {
+            int a = 0;
+            argv[a++] = "FCALL";
+            argv[a++] = fn;
+            snprintf(nk, sizeof(nk), "%d", 4 * FLOOR_PER_CALL + 1);
+            argv[a++] = nk;
+            for (int j = 0; j < FLOOR_PER_CALL; j++) {
+                floor_event(&ev[j], prefix, (int)(at++ % FLOOR_AGGS), ver);
+                argv[a++] = ev[j].hk;
+                argv[a++] = ev[j].ek;
+                argv[a++] = ev[j].from;
+                argv[a++] = ev[j].to;
+            }
+            argv[a++] = "lcm:feed";
+            for (int j = 0; j < FLOOR_PER_CALL; j++) {
+                argv[a++] = ev[j].v;
+                argv[a++] = ev[j].st;
+                argv[a++] = DATA;
+            }
+            for (int k = 0; k < a; k++)
+                argl[k] = strlen(argv[k]);
+            redisAppendCommandArgv(c, a, argv, argl);
+            sent++;
+        }
+        expect_ok(c, fn);
+        got++;
+    }
+    double ms = th_now_ms() - t0;
+    free(ver);
+    redisFree(c);
+    return (double)(calls * FLOOR_PER_CALL) / (ms / 1000.0);
+}
+
+/* The floor as plain commands, pipelined (no function, no atomicity): five per event. */
+static double bench_floor_raw(const char *prefix, long n)
+{
+    redisContext *c = th_sync(&srv);
+    uint64_t *ver = calloc(FLOOR_AGGS, sizeof(*ver));
+    long sent = 0, got = 0;
+    double t0 = th_now_ms();
+    while (got < n) {
+        while (sent < n && sent - got < WINDOW) {
+            struct floor_ev e;
+            floor_event(&e, prefix, (int)(sent % FLOOR_AGGS), ver);
+            redisAppendCommand(c, "HGET %s version", e.hk);
+            redisAppendCommand(c, "XADD %s * type note.set version %s at "
+                               "2025-01-01T00:00:00.000Z by bench data %s", e.ek, e.v, DATA);
+            redisAppendCommand(c, "XADD lcm:feed * kind note id %s type note.set version %s "
+                               "at 2025-01-01T00:00:00.000Z by bench data %s", e.hk, e.v, DATA);
+            redisAppendCommand(c, "HSET %s version %s status %s n %s", e.hk, e.v, e.st, e.v);
+            redisAppendCommand(c, "SMOVE %s %s %s", e.from, e.to, e.hk);
+            sent++;
+        }
+        for (int k = 0; k < 5; k++)
+            expect_ok(c, "floor command");
+        got++;
+    }
+    double ms = th_now_ms() - t0;
+    free(ver);
+    redisFree(c);
+    return (double)n / (ms / 1000.0);
+}
+
 /* ---- rebuild ------------------------------------------------------------------------ */
 
 static int rb_flag;
@@ -252,9 +385,17 @@ int main(int argc, char **argv)
     }
     /* warm up (loads the function, allocates) */
     run_appends(s, "warm", 2000, 100, 1);
-    /* raw, store, raw, store, …, raw: each store round between two raw ones */
+    load_floor();
+    /* raw, store, floors, raw, store, floors, …, raw: each round between two raw ones */
+    enum { F_FN, F_FEED1, F_RAW, NFLOOR };
+    static const char *const floor_name[NFLOOR] = {
+        "layout floor as a Redis Function", "same, one feed entry per call",
+        "same commands raw, pipelined, no function" };
+    static const char *const floor_key[NFLOOR] = { "floor_function", "floor_feed1",
+                                                   "floor_raw" };
     double raw[16], store[16], ratio[16], raw_cpu[16], store_cpu[16];
-    long fc0 = fcall_calls();
+    double fl[NFLOOR][16], fl_ratio[NFLOOR][16], fl_cpu[NFLOOR][16];
+    long fc0 = fcall_calls(), fc_floor = 0;
     for (int i = 0; i <= rounds; i++) {
         double c0 = redis_cpu();
         raw[i] = bench_raw(n_append);
@@ -266,16 +407,37 @@ int main(int argc, char **argv)
         c0 = redis_cpu();
         store[i] = run_appends(s, prefix, n_append, 1000, 1);
         store_cpu[i] = (redis_cpu() - c0) * 1e6 / (double)n_append;
+        for (int f = 0; f < NFLOOR; f++) {
+            snprintf(prefix, sizeof(prefix), "f%d_%d_", f, i);
+            long f0 = fcall_calls();
+            c0 = redis_cpu();
+            fl[f][i] = f == F_RAW ? bench_floor_raw(prefix, n_append)
+                                  : bench_floor_fcall(f == F_FN ? "lcm_bench_floor"
+                                                                : "lcm_bench_floor_feed1",
+                                                      prefix, n_append);
+            fl_cpu[f][i] = (redis_cpu() - c0) * 1e6 / (double)n_append;
+            fc_floor += fcall_calls() - f0;
+        }
     }
-    double appends_per_fcall = (double)(n_append * rounds) / (double)(fcall_calls() - fc0);
-    for (int i = 0; i < rounds; i++)
+    double appends_per_fcall = (double)(n_append * rounds) / (double)(fcall_calls() - fc0 -
+                                                                      fc_floor);
+    for (int i = 0; i < rounds; i++) {
         ratio[i] = store[i] / ((raw[i] + raw[i + 1]) / 2);
+        for (int f = 0; f < NFLOOR; f++)
+            fl_ratio[f][i] = fl[f][i] / ((raw[i] + raw[i + 1]) / 2);
+    }
     if (getenv("BENCH_STORE_STATS")) {
         redisContext *c = th_sync(&srv);
         redisReply *st = redisCommand(c, "INFO commandstats");
         fprintf(stderr, "%s\n", st->str);
         freeReplyObject(st);
         redisFree(c);
+    }
+    double fl_m[NFLOOR], fl_ratio_m[NFLOOR], fl_cpu_m[NFLOOR];
+    for (int f = 0; f < NFLOOR; f++) {
+        fl_m[f] = median(fl[f], rounds);
+        fl_ratio_m[f] = median(fl_ratio[f], rounds);
+        fl_cpu_m[f] = median(fl_cpu[f], rounds);
     }
     double raw_m = median(raw, rounds + 1), store_m = median(store, rounds);
     double ratio_m = median(ratio, rounds);
@@ -292,6 +454,11 @@ int main(int argc, char **argv)
     printf("%-52s %14.2f\n", "Redis CPU per raw XADD (us)", raw_cpu_m);
     printf("%-52s %14.2f\n", "Redis CPU per store event (us)", store_cpu_m);
     printf("%-52s %14.1f\n", "appends per FCALL (group commit)", appends_per_fcall);
+    for (int f = 0; f < NFLOOR; f++) {
+        printf("%-52s %14.0f\n", floor_name[f], fl_m[f]);
+        printf("%-52s %14.3f\n", "  ratio to raw XADD (median of rounds)", fl_ratio_m[f]);
+        printf("%-52s %14.2f\n", "  Redis CPU per event (us)", fl_cpu_m[f]);
+    }
     printf("%-52s %14.3f\n", "rebuild 100k events (s)", rb100k);
     printf("%-52s %14.3f\n", quick ? "rebuild 100k events again (s)" : "rebuild 1M events (s, aim <= 2.5)", rb1m);
     printf("%-52s %14.3f\n", "  of which Redis CPU / lcmd-side CPU (s)", rb_rcpu);
@@ -304,9 +471,13 @@ int main(int argc, char **argv)
     printf("],\"redis_cpu_us_per_raw_xadd\":%.2f,\"redis_cpu_us_per_store_event\":%.2f,"
            "\"appends_per_fcall\":%.1f,\"rebuild_100k_s\":%.3f,\"rebuild_100k_aggregates\":%zu,"
            "\"rebuild_big_events\":%ld,\"rebuild_big_s\":%.3f,\"rebuild_big_aggregates\":%zu,"
-           "\"rebuild_big_redis_cpu_s\":%.3f,\"rebuild_big_client_cpu_s\":%.3f}\n",
+           "\"rebuild_big_redis_cpu_s\":%.3f,\"rebuild_big_client_cpu_s\":%.3f",
            raw_cpu_m, store_cpu_m, appends_per_fcall, rb100k, aggs100k, rb_big, rb1m, aggs1m,
            rb_rcpu, rb_ccpu);
+    for (int f = 0; f < NFLOOR; f++)
+        printf(",\"%s_eps\":%.0f,\"%s_ratio\":%.3f,\"%s_redis_cpu_us\":%.2f", floor_key[f],
+               fl_m[f], floor_key[f], fl_ratio_m[f], floor_key[f], fl_cpu_m[f]);
+    printf("}\n");
     lcm_redis_free(r);
     lcm_store_free(s);
     event_base_free(base);
