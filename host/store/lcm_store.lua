@@ -6,15 +6,24 @@
 
 local PROTO = '2'
 
--- Locals rather than method calls: lcm_append runs them for every event it writes.
+-- Locals rather than global lookups and method calls: lcm_append runs them for every event
+-- it writes (a global is a table lookup per use; a local is a register). The globals exist
+-- only when a function runs, not while the library loads: bind() sets the locals at the
+-- start of every entry point.
 local find, byte, match, sub = ('').find, ('').byte, ('').match, ('').sub
+local type, tonumber, tostring, unpack, rcall, rpcall, error_reply
+
+local function bind()
+  type, tonumber, tostring, unpack = _G.type, _G.tonumber, _G.tostring, _G.unpack
+  rcall, rpcall, error_reply = redis.call, redis.pcall, redis.error_reply
+end
 
 local function fail(code, msg)
-  return redis.error_reply(code .. ' ' .. msg)
+  return error_reply(code .. ' ' .. msg)
 end
 
 local function keytype(k)
-  return redis.call('TYPE', k)['ok']
+  return rcall('TYPE', k)['ok']
 end
 
 local function is_uint(s)
@@ -27,7 +36,7 @@ end
 
 -- Returns the first word of lcm:leader ("<token> <holder>"), or nil when there is no lease.
 local function leader_token(k)
-  local cur = redis.call('GET', k)
+  local cur = rcall('GET', k)
   if not cur then return nil end
   return match(cur, '^(%S+)')
 end
@@ -144,6 +153,7 @@ local function parse_write(p, keys, args, ai, ki, alast, klast)
 end
 
 local function append(keys, args)
+  bind()
   if args[1] ~= PROTO then return fail('INVALID', 'protocol version, expected ' .. PROTO) end
   local maxlen, ng = args[2], args[3]
   if not is_uint(maxlen) or not is_uint(ng) or ng == '0' or keys[1] == nil or keys[2] == nil then
@@ -171,8 +181,14 @@ local function append(keys, args)
   -- Facts read once per call and kept true by the call's own writes: the lease token (no
   -- write here touches lcm:leader), whether lcm:feed may take XADD, index key types.
   local leader, feed_ok, types = false, nil, {}
-  local function idx_type(k)
+  -- types[k]: the key's type, or 'set?' / 'zset?' after a removal from it (that type, or
+  -- gone if it was the last member): no TYPE round trip when the next op wants that type.
+  local function idx_type(k, need)
     local t = types[k]
+    if t == 'set?' or t == 'zset?' then
+      if need and t == need .. '?' then return need end
+      t = nil
+    end
     if t == nil then t = keytype(k); types[k] = t end
     return t
   end
@@ -195,11 +211,11 @@ local function append(keys, args)
     for w = 1, nw do
       local p = pool[w]
       -- HGET refuses a non-hash key (WRONGTYPE), which is all the type check it needs.
-      local v = redis.pcall('HGET', p.hkey, 'version')
+      local v = rpcall('HGET', p.hkey, 'version')
       if type(v) == 'table' then return fail('INVALID', p.hkey .. ' is not a hash') end
       -- Versions are compared as the canonical decimal text both sides write.
       if not v then
-        if redis.call('EXISTS', p.ekey) == 1 then
+        if rcall('EXISTS', p.ekey) == 1 then
           -- Events without a hash: the hashes were dropped (rebuild pending); do not guess.
           return fail('CONFLICT', agg_name(p) .. ' current=unknown expected=' .. p.exp ..
                       ' (stream without hash: run lcmd --rebuild)')
@@ -221,12 +237,14 @@ local function append(keys, args)
         local op, member = args[j], args[j + 1]
         local need = (op == 'zadd' or op == 'zrem') and 'zset' or 'set'
         for x = k, op == 'smove' and k + 1 or k do
-          local t = idx_type(keys[x])
+          local t = idx_type(keys[x], need)
           if t == 'none' and want then t = want[keys[x]] or 'none' end
           if t ~= 'none' and t ~= need then return fail('INVALID', keys[x] .. ' is a ' .. t) end
         end
         local to = op == 'smove' and keys[k + 1] or keys[k]
-        if op ~= 'srem' and op ~= 'zrem' then
+        -- Keys this group may create: a later op of the group must agree on their type. (A
+        -- key known to exist with that type keeps it through the group.)
+        if op ~= 'srem' and op ~= 'zrem' and types[to] ~= need then
           want = want or {}
           want[to] = need
         end
@@ -234,8 +252,8 @@ local function append(keys, args)
           uadd = uadd or {}
           local holder = uadd[to]
           if holder == nil and idx_type(to) == 'set' and
-             redis.call('SISMEMBER', to, member) == 0 then
-            holder = redis.call('SRANDMEMBER', to) or nil
+             rcall('SISMEMBER', to, member) == 0 then
+            holder = rcall('SRANDMEMBER', to) or nil
           end
           if holder ~= nil and holder ~= member then
             return fail('DUPLICATE', to .. ' ' .. holder)
@@ -251,12 +269,12 @@ local function append(keys, args)
         if mode == 'set' then
           local have = uniq[uk]
           if have == nil then
-            have = redis.pcall('GET', uk)
+            have = rpcall('GET', uk)
             if type(have) == 'table' then return fail('INVALID', uk .. ' is not a string') end
           end
           if have and have ~= value then return fail('DUPLICATE', uk .. ' ' .. have) end
           uniq[uk] = value
-        elseif uniq[uk] == nil and type(redis.pcall('GET', uk)) == 'table' then
+        elseif uniq[uk] == nil and type(rpcall('GET', uk)) == 'table' then
           return fail('INVALID', uk .. ' is not a string')
         end
       end
@@ -274,41 +292,41 @@ local function append(keys, args)
       for i = p.ev, p.set - 1, 5 do
         local t, vs, at, by, data = args[i], args[i + 1], args[i + 2], args[i + 3], args[i + 4]
         if w == 1 and i == p.ev then
-          local r = redis.pcall('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at,
+          local r = rpcall('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at,
                                 'by', by, 'data', data)
           if type(r) == 'table' and r.err then
             return fail('INVALID', ekey .. ': ' .. r.err)
           end
         else
-          redis.call('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at, 'by', by,
+          rcall('XADD', ekey, '*', 'type', t, 'version', vs, 'at', at, 'by', by,
                      'data', data)
         end
-        redis.call('XADD', feed_key, '*', 'kind', kind, 'id', id, 'type', t,
+        rcall('XADD', feed_key, '*', 'kind', kind, 'id', id, 'type', t,
                    'version', vs, 'at', at, 'by', by, 'data', data)
       end
       if p.nset > 0 then
-        redis.call('HSET', hkey, 'version', p.ver, unpack(args, p.set, p.del - 1))
+        rcall('HSET', hkey, 'version', p.ver, unpack(args, p.set, p.del - 1))
       else
-        redis.call('HSET', hkey, 'version', p.ver)
+        rcall('HSET', hkey, 'version', p.ver)
       end
-      if p.ndel > 0 then redis.call('HDEL', hkey, unpack(args, p.del, p.idx - 1)) end
+      if p.ndel > 0 then rcall('HDEL', hkey, unpack(args, p.del, p.idx - 1)) end
       local k, j = p.ik, p.idx
       for _ = 1, p.nidx do
         local op, member, key = args[j], args[j + 1], keys[k]
         if op == 'smove' then
           local to = keys[k + 1]
-          if redis.call('SMOVE', key, to, member) == 0 then redis.call('SADD', to, member) end
-          types[key], types[to] = nil, 'set'
+          if rcall('SMOVE', key, to, member) == 0 then rcall('SADD', to, member) end
+          types[key], types[to] = 'set?', 'set'
           k = k + 1
         elseif op == 'sadd' or op == 'uadd' then
-          redis.call('SADD', key, member)
+          rcall('SADD', key, member)
           types[key] = 'set'
         elseif op == 'zadd' then
-          redis.call('ZADD', key, args[j + 2], member)
+          rcall('ZADD', key, args[j + 2], member)
           types[key] = 'zset'
         else
-          redis.call(op, key, member)
-          types[key] = nil   -- it may be gone now
+          rcall(op, key, member)
+          types[key] = op == 'srem' and 'set?' or 'zset?'   -- it may be gone now
         end
         k, j = k + 1, j + IDX_ARITY[op]
       end
@@ -317,10 +335,10 @@ local function append(keys, args)
                                  args[p.uniq + 3 * j + 2]
         local uk = keys[p.uk + j]
         if mode == 'set' then
-          if ttl ~= '0' then redis.call('SET', uk, value, 'PX', ttl)
-          else redis.call('SET', uk, value) end
-        elseif redis.call('GET', uk) == value then
-          redis.call('DEL', uk)
+          if ttl ~= '0' then rcall('SET', uk, value, 'PX', ttl)
+          else rcall('SET', uk, value) end
+        elseif rcall('GET', uk) == value then
+          rcall('DEL', uk)
         end
       end
       out[w] = p.ver
@@ -357,13 +375,13 @@ local function append(keys, args)
     end
   end
   -- Retention: one approximate trim per call rather than one per feed entry.
-  if wrote and maxlen ~= '0' then redis.call('XTRIM', feed_key, 'MAXLEN', '~', maxlen) end
+  if wrote and maxlen ~= '0' then rcall('XTRIM', feed_key, 'MAXLEN', '~', maxlen) end
   return replies
 end
 
 -- RFC 3339 UTC from the server clock (os.date is not available to functions).
 local function now_rfc3339()
-  local t = redis.call('TIME')
+  local t = rcall('TIME')
   local s = tonumber(t[1])
   local days, rem = math.floor(s / 86400), s % 86400
   -- days → civil date (Howard Hinnant's algorithm)
@@ -387,6 +405,7 @@ end
 -- deleted) by one lcm.snapshot entry holding its hash fields; rebuild starts from it.
 -- Reply: the number of entries removed.
 local function compact(keys, args)
+  bind()
   local hkey, ekey = keys[1], keys[2]
   if hkey == nil or ekey ~= hkey .. ':events' or not hkey:match('^lcm:{[%w._-]+:[%w._-]+}$') then
     return fail('INVALID', 'keys must be lcm:{<kind>:<id>} and lcm:{<kind>:<id>}:events')
@@ -394,7 +413,7 @@ local function compact(keys, args)
   if keytype(hkey) ~= 'hash' or keytype(ekey) ~= 'stream' then
     return fail('INVALID', 'no such aggregate')
   end
-  local flat = redis.call('HGETALL', hkey)
+  local flat = rcall('HGETALL', hkey)
   local obj, version, status = {}, nil, nil
   for i = 1, #flat, 2 do
     if flat[i] == 'version' then version = flat[i + 1]
@@ -408,9 +427,9 @@ local function compact(keys, args)
   end
   if not is_uint(version) then return fail('INVALID', hkey .. ' has no valid version') end
   local data = next(obj) == nil and '{}' or cjson.encode(obj)
-  local n = redis.call('XLEN', ekey)
-  redis.call('XTRIM', ekey, 'MAXLEN', '0')
-  redis.call('XADD', ekey, '*', 'type', 'lcm.snapshot', 'version', version,
+  local n = rcall('XLEN', ekey)
+  rcall('XTRIM', ekey, 'MAXLEN', '0')
+  rcall('XADD', ekey, '*', 'type', 'lcm.snapshot', 'version', version,
              'at', now_rfc3339(), 'by', 'lcm_compact', 'data', data)
   return n
 end
@@ -419,28 +438,30 @@ end
 -- Takes the lease when free (new token = INCR epoch) or renews it when <holder> holds it.
 -- Reply: the token, or an error "HELD <token> <holder>" when another holder has it.
 local function lease_acquire(keys, args)
+  bind()
   local lk, ek, holder, ttl = keys[1], keys[2], args[1], args[2]
   if lk == nil or ek == nil or not valid_name(holder) or not is_uint(ttl) or ttl == '0' then
     return fail('INVALID', 'usage: 2 <lease-key> <epoch-key> <holder> <ttl_ms>')
   end
-  local cur = redis.call('GET', lk)
+  local cur = rcall('GET', lk)
   if cur then
     local tok, who = cur:match('^(%S+) (%S+)$')
     if who == holder then
-      redis.call('PEXPIRE', lk, ttl)
+      rcall('PEXPIRE', lk, ttl)
       return tok
     end
     return fail('HELD', cur)
   end
-  local tok = tostring(redis.call('INCR', ek))
-  redis.call('SET', lk, tok .. ' ' .. holder, 'PX', ttl)
+  local tok = tostring(rcall('INCR', ek))
+  rcall('SET', lk, tok .. ' ' .. holder, 'PX', ttl)
   return tok
 end
 
 -- FCALL lcm_lease_release 1 lcm:leader <token>: gives the lease up if still ours.
 local function lease_release(keys, args)
+  bind()
   if leader_token(keys[1]) == args[1] then
-    redis.call('DEL', keys[1])
+    rcall('DEL', keys[1])
     return 1
   end
   return 0

@@ -500,6 +500,64 @@ static void write1(struct inst *in, const char *id, uint64_t expected, const cha
     assert_int_equal(lcm_store_append(in->s, &w, 1, fence, done_cb, x), 0);
 }
 
+/* Index key types are remembered across the groups of one call, including a key a removal
+ * may have emptied: a later group that would make it a set and a sorted set at once is
+ * refused as a whole (nothing written), one that makes it a sorted set alone is written. */
+static void test_group_index_types(void **state)
+{
+    (void)state;
+    struct inst a;
+    inst_open(&a, 0);
+    const char *k = "lcm:idx:note:tk";
+    struct lcm_store_event ev = { "note.set", "{\"a\":\"1\"}", NULL, "gc" };
+    struct lcm_store_index_op add = { k, 0, 0, 0, NULL, 0 }, rm = { k, 0, 1, 0, NULL, 0 };
+    struct lcm_store_index_op both[2] = { { k, 0, 0, 0, NULL, 0 }, { k, 1, 0, 5, NULL, 0 } };
+    struct lcm_store_index_op zadd = { k, 1, 0, 7, NULL, 0 };
+    struct lcm_store_write w[5] = {
+        { "note", "t0", 0, &ev, 1, NULL, 0, &add, 1, NULL, 0 },
+        { "note", "tx", 0, &ev, 1, NULL, 0, NULL, 0, NULL, 0 },
+        /* queued behind the two in flight: one FCALL */
+        { "note", "t0", 1, &ev, 1, NULL, 0, &rm, 1, NULL, 0 },
+        { "note", "t1", 0, &ev, 1, NULL, 0, both, 2, NULL, 0 },
+        { "note", "t2", 0, &ev, 1, NULL, 0, &zadd, 1, NULL, 0 },
+    };
+    struct res x[5];
+    memset(x, 0, sizeof(x));
+    freeReplyObject(th_cmd(E.sync, "CONFIG RESETSTAT"));
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(lcm_store_append(a.s, &w[i], 1, NULL, done_cb, &x[i]), 0);
+    double t0 = th_now_ms();
+    int all = 0;
+    while (!all && th_now_ms() - t0 < 5000) {
+        event_base_loop(E.base, EVLOOP_ONCE);
+        all = 1;
+        for (int i = 0; i < 5; i++)
+            all &= x[i].done == 1;
+    }
+    assert_true(all);
+    static const int want[5] = { 0, 0, 0, LCM_STORE_EINVALID, 0 };
+    for (int i = 0; i < 5; i++) {
+        if (x[i].status != want[i])
+            fprintf(stderr, "append %d: %d %s\n", i, x[i].status, x[i].msg);
+        assert_int_equal(x[i].status, want[i]);
+    }
+    assert_int_equal(sync_int("EXISTS %s", "lcm:{note:t1}"), 0);
+    assert_int_equal(sync_int("EXISTS %s", "lcm:{note:t1}:events"), 0);
+    redisReply *r = th_cmd(E.sync, "TYPE %s", k);
+    assert_string_equal(r->str, "zset");
+    freeReplyObject(r);
+    r = th_cmd(E.sync, "ZSCORE %s t2", k);
+    assert_string_equal(r->str, "7");
+    freeReplyObject(r);
+    /* the three queued appends left in one call */
+    r = th_cmd(E.sync, "INFO commandstats");
+    const char *f = strstr(r->str, "cmdstat_fcall:calls=");
+    assert_non_null(f);
+    assert_true(atoi(f + strlen("cmdstat_fcall:calls=")) <= 3);
+    freeReplyObject(r);
+    inst_close(&a);
+}
+
 /* Appends queued while calls are in flight leave together in one FCALL; each stays atomic on
  * its own and is refused or written independently of its neighbours, in order. */
 static void test_group_commit(void **state)
@@ -858,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup(test_uniques, flush),
         cmocka_unit_test_setup(test_invalid, flush),
         cmocka_unit_test_setup(test_group_commit, flush),
+        cmocka_unit_test_setup(test_group_index_types, flush),
         cmocka_unit_test_setup(test_feed_follow, flush),
         cmocka_unit_test_setup(test_malformed_entries, flush),
         cmocka_unit_test_setup(test_rebuild, flush),
