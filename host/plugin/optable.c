@@ -47,6 +47,7 @@ static const struct lcm_op_meta delivery_ops[] = {
     OP(lcm_delivery_ops, launch_url, 1, 0),
     OP(lcm_delivery_ops, release, 1, 0),
     OP(lcm_delivery_ops, refresh_content, 0, 1),
+    OP(lcm_delivery_ops, session_find, 0, 3),
 };
 
 static const struct lcm_op_meta grading_ops[] = {

@@ -27,9 +27,13 @@ extern "C" {
  *   1.2 (2026-11-27)  Appended optional op runtime.node_definitions (the node definition ids
  *                     a CML controller offers, for placement). 1.0 and 1.1 plugins still load;
  *                     the op is reported as not implemented for them.
+ *   1.3 (2026-11-27)  Appended optional op delivery.session_find (an LDS session by the
+ *                     external id LCM created it with, so that a create whose answer was lost
+ *                     is found instead of made twice). Older minors still load; the op is
+ *                     reported as not implemented for them.
  * ------------------------------------------------------------------------------------------ */
 #define LCM_SPI_MAJOR 1
-#define LCM_SPI_MINOR 2
+#define LCM_SPI_MINOR 3
 #define LCM_SPI_MAGIC 0x4c434d50u /* "LCMP" */
 
 /* The name of the one symbol a plugin exports. */
@@ -444,6 +448,16 @@ struct lcm_lds_session {         /* result of create and get */
     int is_finalized;
 };
 struct lcm_lds_url { const char *url; };         /* result of launch_url */
+/* 1.3; session_find (result: struct lcm_lds_session): the most recently created LDS session
+ * that is not finalized, whose auth_id is external_id (as session_create sent it) and one of
+ * whose parts is form_qualified_name, created at or after created_after_ms (0: any time).
+ * LCM_E_NOTFOUND when there is none. The host calls it before creating again after an
+ * attempt whose outcome it does not know (a lost answer, a crash). */
+struct lcm_lds_find_args {
+    const char *form_qualified_name;
+    const char *external_id;
+    int64_t created_after_ms;
+};
 struct lcm_lds_content_args { const char *form_qualified_name; };  /* refresh_content */
 
 struct lcm_delivery_ops {
@@ -455,6 +469,8 @@ struct lcm_delivery_ops {
     lcm_op_fn release;           /* required */
     /* --- 1.1 --- */
     lcm_op_fn refresh_content;   /* optional */
+    /* --- 1.3 --- */
+    lcm_op_fn session_find;      /* optional */
 };
 
 /* ------------------------------------------------------------------------------------------
