@@ -50,6 +50,8 @@ struct rt {
     int64_t lds_poll_at, grading_poll_at;
     int64_t sent[LCM_STEP__COUNT];/* monotonic ms a start/stop/wipe was last sent */
     uint32_t fresh;               /* step bit: started by this process, no call made yet */
+    int lds_refused;              /* the last LDS create of this process got an HTTP answer
+                                     (a refusal: nothing was created), not a lost answer */
     struct rt *next;
 };
 #define NRT 1024
@@ -1070,8 +1072,8 @@ static void tags_list_done(void *ud, const struct lcm_error *e, const void *resu
 
 /* ---- instantiating: start, LDS ------------------------------------------------------- */
 
-enum { W_GET = 10, W_CONVERGED, W_START, W_STOP, W_WIPE, W_LDS_CREATE, W_LDS_DEVICES, W_LDS_URL,
-       W_LDS_POLL, W_LDS_RELEASE, W_EXTRACT, W_GRD_CREATE, W_GRD_REQUEST, W_GRD_RESULT };
+enum { W_GET = 10, W_CONVERGED, W_START, W_STOP, W_WIPE, W_LDS_CREATE, W_LDS_FIND, W_LDS_DEVICES,
+       W_LDS_URL, W_LDS_POLL, W_LDS_RELEASE, W_EXTRACT, W_GRD_CREATE, W_GRD_REQUEST, W_GRD_RESULT };
 
 static void lab_cmd_done(void *ud, const struct lcm_error *e, const void *result);
 
@@ -1296,12 +1298,45 @@ static char *devices_json(const struct lcm_session *s, const struct lcm_definiti
     return txt;
 }
 
+static void lds_create(struct op *o, const struct lcm_session *s, const struct lcm_worker *w,
+                       const struct lcm_definition *d);
+
 static void lds_done(void *ud, const struct lcm_error *e, const void *result)
 {
     struct op *o = ud;
     struct lcm_sessions_ctl *c = o->c;
+    if (o->what == W_LDS_CREATE && e) {
+        struct rt *r = rt_get(c, o->sid, 1);
+        if (r)
+            r->lds_refused = e->http_status >= 400 && e->code != LCM_E_TIMEOUT;
+    }
+    if (o->what == W_LDS_FIND && e && e->code == LCM_E_NOTFOUND) {
+        /* No LDS session of ours yet. When the earlier create was refused, none will come:
+         * create now. When its answer was lost (timeout, dropped connection, a process that
+         * died), LDS may still be working on it: look again until that request would have
+         * timed out, then create. */
+        const struct lcm_session *s = op_recheck(o);
+        if (!s)
+            return;
+        const struct lcm_worker *w = get_w(c, s->worker_id);
+        const struct lcm_definition *d = get_d(c, s->definition_id);
+        struct rt *r = rt_get(c, s->id, 0);
+        int64_t started = s->steps[LCM_STEP_LDS_SESSION].started_at;
+        if (!w || !d || (!(r && r->lds_refused) && started &&
+                         wall() - started <= c->p.step_timeout_ms / 1000 + 1)) {
+            if (w && d)
+                lcm_debug("sessions", "msg=\"LDS session not found yet; an earlier create may "
+                          "still be running\" session=%s", s->id);
+            later(c, o->sid, c->p.poll_ms > 500 ? c->p.poll_ms : 500);
+            op_free(o);
+            return;
+        }
+        lds_create(o, s, w, d);
+        return;
+    }
     const struct lcm_session *s =
         op_resume(o, e, o->what == W_LDS_CREATE ? "LDS create session"
+                        : o->what == W_LDS_FIND ? "LDS find session"
                         : o->what == W_LDS_DEVICES ? "LDS set devices" : "LDS launch URL");
     if (!s)
         return;
@@ -1314,13 +1349,17 @@ static void lds_done(void *ud, const struct lcm_error *e, const void *result)
         op_free(o);
         return;
     }
-    if (o->what == W_LDS_CREATE) {
+    if (o->what == W_LDS_CREATE || o->what == W_LDS_FIND) {
         const struct lcm_lds_session *ls = result;
         lcm_tx_check(&tx, lcm_session_cmd_user_session(ss, ls->id, NULL, NULL,
                                                        ls->state ? ls->state : "created", BY, wall(),
                                                        lcm_tx_events(&tx, ss), &de), &de);
-        lcm_info("sessions", "msg=\"LDS session created\" session=%s lds_session_id=%s", s->id,
-                 ls->id);
+        if (o->what == W_LDS_FIND)
+            lcm_info("sessions", "msg=\"LDS session found (created by an earlier attempt)\" "
+                     "session=%s lds_session_id=%s", s->id, ls->id);
+        else
+            lcm_info("sessions", "msg=\"LDS session created\" session=%s lds_session_id=%s",
+                     s->id, ls->id);
     } else if (o->what == W_LDS_DEVICES) {
         lcm_tx_check(&tx, lcm_session_cmd_user_session(ss, NULL, NULL,
                                                        o->cml_lab_id ? o->cml_lab_id : "[]", NULL, BY,
@@ -1336,6 +1375,25 @@ static void lds_done(void *ud, const struct lcm_error *e, const void *result)
     op_free(o);
 }
 
+static void lds_create(struct op *o, const struct lcm_session *s, const struct lcm_worker *w,
+                       const struct lcm_definition *d)
+{
+    struct rt *r = rt_get(o->c, s->id, 1);
+    if (r)
+        r->fresh &= ~(1u << LCM_STEP_LDS_SESSION);   /* from here on, a retry looks first */
+    const char *owner = s->owner && *s->owner ? s->owner : "lcm";
+    struct lcm_lds_create_args a = {
+        .form_qualified_name = d->fqn ? d->fqn : d->name,
+        .external_id = s->id,
+        .candidate_id = owner,
+        .timeslot_start_ms = (s->start ? s->start : s->created_at) * 1000,
+        .timeslot_end_ms = s->end * 1000,
+        .max_length_minutes = d->max_duration_minutes,
+    };
+    o->what = W_LDS_CREATE;
+    op_call(o, LCM_KIND_DELIVERY, DL_OFF(session_create), w, &a, lds_done);
+}
+
 static void act_lds(struct lcm_sessions_ctl *c, const struct lcm_session *s, const struct lcm_worker *w,
                     const struct lcm_definition *d)
 {
@@ -1347,17 +1405,22 @@ static void act_lds(struct lcm_sessions_ctl *c, const struct lcm_session *s, con
         return;
     }
     if (!s->user_session.lds_session_id) {
-        const char *owner = s->owner && *s->owner ? s->owner : "lcm";
-        struct lcm_lds_create_args a = {
-            .form_qualified_name = d->fqn ? d->fqn : d->name,
-            .external_id = s->id,
-            .candidate_id = owner,
-            .timeslot_start_ms = (s->start ? s->start : s->created_at) * 1000,
-            .timeslot_end_ms = s->end * 1000,
-            .max_length_minutes = d->max_duration_minutes,
-        };
-        o->what = W_LDS_CREATE;
-        op_call(o, LCM_KIND_DELIVERY, DL_OFF(session_create), w, &a, lds_done);
+        /* An earlier attempt (maybe of a process that died) may have created the LDS session
+         * and lost the answer: look for it by our id before creating another. */
+        struct rt *r = rt_get(c, s->id, 0);
+        int first_try = r && (r->fresh & (1u << LCM_STEP_LDS_SESSION)) &&
+                        s->steps[LCM_STEP_LDS_SESSION].attempts == 1;
+        if (!first_try && implements(c, LCM_KIND_DELIVERY, DL_OFF(session_find))) {
+            /* An hour of slack for clocks that disagree; the external id is what matches. */
+            int64_t since = s->created_at > 3600 ? s->created_at - 3600 : 0;
+            struct lcm_lds_find_args a = { .form_qualified_name = d->fqn ? d->fqn : d->name,
+                                           .external_id = s->id,
+                                           .created_after_ms = since * 1000 };
+            o->what = W_LDS_FIND;
+            op_call(o, LCM_KIND_DELIVERY, DL_OFF(session_find), w, &a, lds_done);
+            return;
+        }
+        lds_create(o, s, w, d);
         return;
     }
     if (!s->user_session.devices_json) {
