@@ -500,6 +500,25 @@ static void write1(struct inst *in, const char *id, uint64_t expected, const cha
     assert_int_equal(lcm_store_append(in->s, &w, 1, fence, done_cb, x), 0);
 }
 
+/* Runs the loop until the n appends of x are done (5 s at most), then checks each status. */
+static void expect_results(struct res *x, const int *want, int n)
+{
+    double t0 = th_now_ms();
+    int all = 0;
+    while (!all && th_now_ms() - t0 < 5000) {
+        event_base_loop(E.base, EVLOOP_ONCE);
+        all = 1;
+        for (int i = 0; i < n; i++)
+            all &= x[i].done == 1;
+    }
+    assert_true(all);
+    for (int i = 0; i < n; i++) {
+        if (x[i].status != want[i])
+            fprintf(stderr, "append %d: %d %s\n", i, x[i].status, x[i].msg);
+        assert_int_equal(x[i].status, want[i]);
+    }
+}
+
 /* Index key types are remembered across the groups of one call, including a key a removal
  * may have emptied: a later group that would make it a set and a sorted set at once is
  * refused as a whole (nothing written), one that makes it a sorted set alone is written. */
@@ -526,21 +545,8 @@ static void test_group_index_types(void **state)
     freeReplyObject(th_cmd(E.sync, "CONFIG RESETSTAT"));
     for (int i = 0; i < 5; i++)
         assert_int_equal(lcm_store_append(a.s, &w[i], 1, NULL, done_cb, &x[i]), 0);
-    double t0 = th_now_ms();
-    int all = 0;
-    while (!all && th_now_ms() - t0 < 5000) {
-        event_base_loop(E.base, EVLOOP_ONCE);
-        all = 1;
-        for (int i = 0; i < 5; i++)
-            all &= x[i].done == 1;
-    }
-    assert_true(all);
     static const int want[5] = { 0, 0, 0, LCM_STORE_EINVALID, 0 };
-    for (int i = 0; i < 5; i++) {
-        if (x[i].status != want[i])
-            fprintf(stderr, "append %d: %d %s\n", i, x[i].status, x[i].msg);
-        assert_int_equal(x[i].status, want[i]);
-    }
+    expect_results(x, want, 5);
     assert_int_equal(sync_int("EXISTS %s", "lcm:{note:t1}"), 0);
     assert_int_equal(sync_int("EXISTS %s", "lcm:{note:t1}:events"), 0);
     redisReply *r = th_cmd(E.sync, "TYPE %s", k);
@@ -595,23 +601,10 @@ static void test_group_commit(void **state)
     assert_int_equal(lcm_store_append(a.s, two, 2, NULL, done_cb, &x[10]), 0);
     write1(&a, "c0", 2, "{\"a\":\"4\"}", NULL, NULL, NULL, &x[11]);   /* after x[2]: ok */
 
-    double t0 = th_now_ms();
-    int all = 0;
-    while (!all && th_now_ms() - t0 < 5000) {
-        event_base_loop(E.base, EVLOOP_ONCE);
-        all = 1;
-        for (int i = 0; i < 12; i++)
-            all &= x[i].done == 1;
-    }
-    assert_true(all);
     static const int want[12] = { 0, 0, 0, LCM_STORE_ECONFLICT, LCM_STORE_EFENCED, 0,
                                   LCM_STORE_EINVALID, LCM_STORE_EINVALID, 0,
                                   LCM_STORE_EDUPLICATE, LCM_STORE_EINVALID, 0 };
-    for (int i = 0; i < 12; i++) {
-        if (x[i].status != want[i])
-            fprintf(stderr, "append %d: %d %s\n", i, x[i].status, x[i].msg);
-        assert_int_equal(x[i].status, want[i]);
-    }
+    expect_results(x, want, 12);
     assert_int_equal(x[3].current, 2);
     assert_int_equal(x[11].nv, 1);
     assert_int_equal(x[11].versions[0], 3);
