@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from simtest import (Failure, Receiver, Sim, Validator, check, check_cloudevent, http, load_spec,
@@ -26,6 +27,7 @@ P_DEVICES = "/reservations/v3/lab_session/{ldssession_id}/part/{part_num}/device
 P_LAUNCH = "/reservations/v3/lab_session/{ldssession_id}/lablet_launch_url"
 P_RELEASE = "/reservations/v3/lab_session/{ldssession_id}/release"
 P_FOLDER = "/reservations/v3/lab_folder/minio/{form_qualified_name}"
+P_REPORT = "/reservations/v3/reporting/lab_session"
 
 
 def session_body(auth_id="lcm-session-1"):
@@ -203,6 +205,92 @@ def t_validation():
         check(http("POST", path(sim, P_RELEASE, sid), "[]", basic=AUTH).status == 400, "array body")
         check(http("POST", path(sim, P_RELEASE, sid), "{}", basic=AUTH).status == 204, "{} body")
         check(http("POST", sim.url + "/_sim/sessions/%s/dance" % sid).status == 404, "bad action")
+
+
+def report(sim, status=200, **params):
+    """GET the session report with params; the answer checked against LabSessionsReport."""
+    url = sim.url + P_REPORT
+    if params:
+        url += "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+    r = http("GET", url, basic=AUTH)
+    if status != 200:
+        check(r.status == status, "report %r: expected %d, got %r" % (params, status, r))
+        return r.json()
+    return V.check_response(r, P_REPORT, "GET", 200)["lab_sessions"]
+
+
+def t_reporting():
+    with start() as sim:
+        check(report(sim) == [], "empty report")
+        a = create(sim, session_body("lcm-r-1"))
+        time.sleep(0.002)
+        b_body = session_body("lcm-r-2")
+        b_body["location"] = "us-east-1"
+        b_body["session_parts"] = [{"repository_type": "minio",
+                                    "form_qualified_name": "Exam CCIE TEST v2 ENT 1.0"}]
+        b = create(sim, b_body)
+        time.sleep(0.002)
+        c_body = session_body("lcm-r-1")
+        c_body["session_parts"].append({"repository_type": "svn", "track": "CCIE",
+                                        "exam_version": "v2"})
+        c = create(sim, c_body)
+        created = {sid: http("GET", path(sim, P_SESSION, sid), basic=AUTH).json()["created"]
+                   for sid in (a, b, c)}
+        # every session, oldest first, with the report's field names
+        rows = report(sim)
+        check([x["id"] for x in rows] == [a, b, c], "sorted by created: %r" % rows)
+        ra = rows[0]
+        check(ra["auth_id"] == "lcm-r-1" and ra["auth_id_type"] == "ordered_session", "ids %r" % ra)
+        check(ra["session_state"] == "created" and ra["session_finalized"] is False and
+              ra["active_reservation"] is True, "state %r" % ra)
+        check(ra["created"] == created[a] and ra["origin_id"] == "lcm", "created/origin %r" % ra)
+        check(ra["location"] == "eu-west-1" and ra["rack_number"] == "1", "echoed %r" % ra)
+        check(all(v == 0 for k, v in ra.items() if k.startswith("rpt_")), "rpt_* counters 0")
+        check(ra["session_parts"][0]["form_qualified_name"] == FQN and
+              ra["session_parts"][0]["session_part_state"] == "created", "part %r" % ra)
+        check(len(rows[2]["session_parts"]) == 2 and rows[2]["session_parts"][1]["track"] == "CCIE",
+              "every part reported")
+        # filters: fqn (any part), location, track/exam_version (any part), state
+        check([x["id"] for x in report(sim, fqn=FQN)] == [a, c], "fqn")
+        check([x["id"] for x in report(sim, fqn="Exam CCIE TEST v2 ENT 1.0")] == [b], "fqn 2")
+        check(report(sim, fqn="no such form") == [], "unknown fqn")
+        check([x["id"] for x in report(sim, location="us-east-1")] == [b], "location")
+        check([x["id"] for x in report(sim, track="CCIE", exam_version="v2")] == [c], "track")
+        check(report(sim, track="CCIE", exam_version="v1") == [], "exam_version")
+        http("POST", sim.url + "/_sim/sessions/%s/login" % b)
+        check([x["id"] for x in report(sim, state="running")] == [b], "state running")
+        check([x["id"] for x in report(sim, state="created", fqn=FQN)] == [a, c], "state + fqn")
+        # from / to on created, both inclusive; offsets and fractions as RFC 3339 allows
+        check([x["id"] for x in report(sim, **{"from": created[b]})] == [b, c], "from")
+        check([x["id"] for x in report(sim, to=created[b])] == [a, b], "to")
+        check([x["id"] for x in report(sim, **{"from": created[b], "to": created[b]})] == [b],
+              "from = to")
+        check(len(report(sim, **{"from": "2000-01-01T01:00:00+01:00"})) == 3, "offset from")
+        check(report(sim, to="2000-01-01T00:59:59.999999+01:00") == [], "offset to")
+        check(report(sim, **{"from": "2999-01-01T00:00:00Z"}) == [], "future from")
+        check(len(report(sim, **{"from": "", "fqn": ""})) == 3, "empty values filter nothing")
+        check(len(report(sim, foo="bar", page="2")) == 3, "unknown parameters ignored")
+        for bad in ("yesterday", "2026-01-01", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
+                    "2026-01-01T10:00:00", "2026-01-01T10:00:00+0100", "2026-01-01T25:00:00Z"):
+            e = report(sim, 400, **{"from": bad})
+            check("from" in e["errors"] and e["message"], "bad from %r: %r" % (bad, e))
+        check("to" in report(sim, 400, to="2026-01-01T10:00:00.Z")["errors"], "bad to")
+        # released sessions stay in the report, finalized
+        http("POST", path(sim, P_RELEASE, a), {}, basic=AUTH)
+        ra = report(sim, fqn=FQN)[0]
+        check(ra["id"] == a and ra["session_finalized"] is True and
+              ra["session_state"] == "finalized" and ra["active_reservation"] is False,
+              "finalized %r" % ra)
+        # HTTP Basic like every API route; GET only; counted
+        af0 = http("GET", sim.url + "/_sim/stats").json()["lds"]["auth_failures"]
+        check(http("GET", sim.url + P_REPORT).status == 401, "report needs auth")
+        check(http("GET", sim.url + "/_sim/stats").json()["lds"]["auth_failures"] == af0 + 1,
+              "auth failure counted")
+        check(http("POST", sim.url + P_REPORT, {}, basic=AUTH).status == 405, "POST report")
+        check(http("GET", sim.url + "/reservations/v3/reporting/feedback", basic=AUTH).status
+              == 404, "other reports not simulated")
+        n = http("GET", sim.url + "/_sim/stats").json()["lds"]["reports"]
+        check(n == 19, "answered reports counted: %r" % n)
 
 
 def t_frontend_login():
@@ -412,6 +500,7 @@ if __name__ == "__main__":
         ("full flow", t_full_flow),
         ("auth", t_auth),
         ("validation", t_validation),
+        ("reporting", t_reporting),
         ("frontend login", t_frontend_login),
         ("type prefix and source", t_type_prefix_and_source),
         ("faults", t_faults),

@@ -1,10 +1,13 @@
 /* lds-sim: a stand-in for the LDS Reservations API v3 (reference/lds/), sessions and parts kept in
  * memory, plus admin routes that play the learner (login/pause/finish/end) and post the matching
  * LDS CloudEvents to lcmd. See docs/simulators.md. */
+#include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -21,7 +24,8 @@ struct lds_part {
 struct lds_session {
     char id[37];
     char log_id[37];
-    char created[32];
+    char created[32];  /* RFC 3339 UTC with microseconds, as LDS (Python) answers it */
+    int64_t created_us; /* the same as Unix microseconds: reports filter and sort on it */
     char state[24];
     int finalized;
     int timer_paused;
@@ -45,7 +49,7 @@ struct lds {
     char *expected_auth; /* "Basic <b64>" */
     struct simkit_map *sessions; /* id -> struct lds_session */
     struct simkit_map *content;  /* fqn -> struct lds_content */
-    unsigned long n_created, n_released, n_auth_failures;
+    unsigned long n_created, n_released, n_auth_failures, n_reports;
 };
 
 /* ---------------------------------------------------------------- replies */
@@ -68,6 +72,109 @@ static void lds_validation_error(struct evhttp_request *req, const char *field, 
     cJSON_AddStringToObject(errs, field, msg);
     cJSON_AddStringToObject(j, "message", "Input payload validation failed");
     simkit_reply_json(req, 400, j);
+}
+
+/* ---------------------------------------------------------------- time */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* n decimal digits at *p (advanced); -1 when they are not all digits. */
+static int digits(const char **p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++, (*p)++) {
+        if (!isdigit((unsigned char)**p))
+            return -1;
+        v = v * 10 + (**p - '0');
+    }
+    return v;
+}
+
+/* RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)) as Unix microseconds;
+ * 0 or -1 when s is not one. Digits of the fraction beyond microseconds are ignored. */
+static int parse_rfc3339_us(const char *s, int64_t *us)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const char *p = s;
+    int y = digits(&p, 4);
+    if (y < 0 || *p++ != '-')
+        return -1;
+    int mo = digits(&p, 2);
+    if (mo < 1 || mo > 12 || *p++ != '-')
+        return -1;
+    int d = digits(&p, 2);
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+        return -1;
+    if (*p != 'T' && *p != 't')
+        return -1;
+    p++;
+    int h = digits(&p, 2);
+    if (h < 0 || h > 23 || *p++ != ':')
+        return -1;
+    int mi = digits(&p, 2);
+    if (mi < 0 || mi > 59 || *p++ != ':')
+        return -1;
+    int sec = digits(&p, 2);
+    if (sec < 0 || sec > 60) /* 60: a leap second */
+        return -1;
+    int64_t frac = 0;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        int n = 0;
+        for (; isdigit((unsigned char)*p); p++)
+            if (n < 6) {
+                frac = frac * 10 + (*p - '0');
+                n++;
+            }
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int64_t off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+        int oh = digits(&p, 2);
+        if (oh < 0 || oh > 23 || *p++ != ':')
+            return -1;
+        int om = digits(&p, 2);
+        if (om < 0 || om > 59)
+            return -1;
+        off = sign * (int64_t)(oh * 3600 + om * 60);
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    *us = t * 1000000 + frac;
+    return 0;
+}
+
+/* Now as a session's created: RFC 3339 UTC with microseconds, and as Unix microseconds. */
+static void now_created(char out[32], int64_t *us)
+{
+    struct timespec ts;
+    struct tm tm;
+    char date[24];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    unsigned usec = (unsigned)(ts.tv_nsec / 1000) % 1000000u;
+    snprintf(out, 32, "%.19s.%06uZ", date, usec);
+    *us = (int64_t)ts.tv_sec * 1000000 + usec;
 }
 
 /* ---------------------------------------------------------------- model */
@@ -123,6 +230,19 @@ static cJSON *part_json(const struct lds_part *p)
     return j;
 }
 
+/* The schema types rack_number as a string while its own example sends 1: answer a string. */
+static void add_rack_number(cJSON *j, const cJSON *input)
+{
+    const cJSON *rn = cJSON_GetObjectItemCaseSensitive(input, "rack_number");
+    if (cJSON_IsString(rn)) {
+        cJSON_AddStringToObject(j, "rack_number", rn->valuestring);
+    } else if (cJSON_IsNumber(rn)) {
+        char b[32];
+        snprintf(b, sizeof b, "%d", rn->valueint);
+        cJSON_AddStringToObject(j, "rack_number", b);
+    }
+}
+
 /* The LDSSession schema's readable fields. */
 static cJSON *session_json(const struct lds_session *s)
 {
@@ -138,15 +258,7 @@ static cJSON *session_json(const struct lds_session *s)
     }
     const cJSON *tz = cJSON_GetObjectItemCaseSensitive(s->input, "timezone_offset");
     cJSON_AddNumberToObject(j, "timezone_offset", cJSON_IsNumber(tz) ? tz->valueint : 0);
-    /* the schema types rack_number as a string while its own example sends 1: answer a string */
-    const cJSON *rn = cJSON_GetObjectItemCaseSensitive(s->input, "rack_number");
-    if (cJSON_IsString(rn)) {
-        cJSON_AddStringToObject(j, "rack_number", rn->valuestring);
-    } else if (cJSON_IsNumber(rn)) {
-        char b[32];
-        snprintf(b, sizeof b, "%d", rn->valueint);
-        cJSON_AddStringToObject(j, "rack_number", b);
-    }
+    add_rack_number(j, s->input);
     cJSON_AddStringToObject(j, "state", s->state);
     cJSON_AddBoolToObject(j, "is_finalized", s->finalized);
     cJSON_AddStringToObject(j, "log_id", s->log_id);
@@ -302,7 +414,7 @@ static void create_session(struct lds *l, struct evhttp_request *req)
         goto oom;
     simkit_uuid(s->id);
     simkit_uuid(s->log_id);
-    simkit_now_rfc3339(s->created);
+    now_created(s->created, &s->created_us);
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(b, "session_parts");
     s->nparts = cJSON_GetArraySize(parts);
     if (s->nparts > 0 && !(s->parts = calloc((size_t)s->nparts, sizeof *s->parts)))
@@ -505,6 +617,155 @@ static void content_refresh(struct lds *l, struct evhttp_request *req, const cha
     simkit_reply_json(req, 200, j);
 }
 
+/* ---------------------------------------------------------------- reporting */
+
+/* A ReportingLabSessionPart: what the sim knows of it, rpt_* counters 0. */
+static cJSON *report_part_json(const struct lds_session *s, const struct lds_part *p)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "created", s->created);
+    if (p->exam_version)
+        cJSON_AddStringToObject(j, "exam_version", p->exam_version);
+    if (p->fqn)
+        cJSON_AddStringToObject(j, "form_qualified_name", p->fqn);
+    cJSON_AddStringToObject(j, "repository_type", p->repository_type);
+    cJSON_AddNumberToObject(j, "rpt_feedback_count", 0);
+    cJSON_AddNumberToObject(j, "rpt_session_duration", 0);
+    cJSON_AddBoolToObject(j, "rpt_timer_expired", 0);
+    cJSON_AddStringToObject(j, "session_part_state", p->state);
+    if (p->track)
+        cJSON_AddStringToObject(j, "track", p->track);
+    return j;
+}
+
+/* A ReportingLabSession: the session's readable fields under the report's names. */
+static cJSON *report_json(const struct lds_session *s)
+{
+    static const char *const echo[] = {"auth_id", "auth_id_type", "email_address", "first_name",
+                                       "last_name", "location", "rack_group", "scheduled_date",
+                                       NULL};
+    static const char *const rpt[] = {
+        "rpt_child_window_content_count", "rpt_child_window_devices_count",
+        "rpt_child_window_resources_count", "rpt_total_child_window_count",
+        "rpt_total_devices_focus_count", "rpt_total_feedback_count",
+        "rpt_total_guidelines_focus_count", "rpt_total_navigation_event_count",
+        "rpt_total_response_count", "rpt_total_session_duration", "rpt_total_timer_expired",
+        "rpt_total_window_focus_changes_count", "rpt_window_content_focus_count",
+        "rpt_window_resources_focus_count", NULL};
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "active_reservation", !s->finalized);
+    for (int i = 0; echo[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->input, echo[i]);
+        if (cJSON_IsString(v))
+            cJSON_AddStringToObject(j, echo[i], v->valuestring);
+    }
+    cJSON_AddStringToObject(j, "created", s->created);
+    cJSON_AddNumberToObject(j, "current_session_part", s->nparts > 0 ? 1 : 0);
+    cJSON_AddStringToObject(j, "id", s->id);
+    cJSON_AddStringToObject(j, "log_id", s->log_id);
+    const cJSON *origin = cJSON_GetObjectItemCaseSensitive(s->input, "origin");
+    if (cJSON_IsString(origin))
+        cJSON_AddStringToObject(j, "origin_id", origin->valuestring);
+    add_rack_number(j, s->input);
+    for (int i = 0; rpt[i]; i++)
+        cJSON_AddNumberToObject(j, rpt[i], 0);
+    cJSON_AddBoolToObject(j, "session_finalized", s->finalized);
+    cJSON *parts = cJSON_AddArrayToObject(j, "session_parts");
+    for (int i = 0; i < s->nparts; i++)
+        cJSON_AddItemToArray(parts, report_part_json(s, &s->parts[i]));
+    cJSON_AddStringToObject(j, "session_state", s->state);
+    cJSON_AddBoolToObject(j, "timer_paused", s->timer_paused);
+    const cJSON *tz = cJSON_GetObjectItemCaseSensitive(s->input, "timezone_offset");
+    cJSON_AddNumberToObject(j, "timezone_offset", cJSON_IsNumber(tz) ? tz->valueint : 0);
+    return j;
+}
+
+static int report_cmp(const void *a, const void *b)
+{
+    const struct lds_session *x = *(const struct lds_session *const *)a;
+    const struct lds_session *y = *(const struct lds_session *const *)b;
+    if (x->created_us != y->created_us)
+        return x->created_us < y->created_us ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+enum part_field { PF_FQN, PF_TRACK, PF_EXAM_VERSION };
+
+/* 1 when a part of s has field equal to want. */
+static int any_part(const struct lds_session *s, enum part_field field, const char *want)
+{
+    for (int i = 0; i < s->nparts; i++) {
+        const struct lds_part *p = &s->parts[i];
+        const char *v = field == PF_FQN ? p->fqn : field == PF_TRACK ? p->track : p->exam_version;
+        if (v && strcmp(v, want) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A query parameter, NULL when absent or empty (an empty filter filters nothing). */
+static const char *param(struct evkeyvalq *q, const char *k)
+{
+    const char *v = evhttp_find_header(q, k);
+    return v && *v ? v : NULL;
+}
+
+/* GET /reservations/v3/reporting/lab_session?from&to&fqn&track&exam_version&location&state:
+ * LabSessionsReport {"lab_sessions": [ReportingLabSession]} sorted by created, then id. */
+static void report_sessions(struct lds *l, struct evhttp_request *req)
+{
+    struct evkeyvalq q;
+    const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct lds_session **v = NULL;
+    TAILQ_INIT(&q);
+    if (qs && evhttp_parse_query_str(qs, &q) != 0) {
+        lds_error(req, 400, "malformed query string");
+        goto out;
+    }
+    int64_t from = INT64_MIN, to = INT64_MAX;
+    const char *f = param(&q, "from"), *t = param(&q, "to");
+    const char *bad = f && parse_rfc3339_us(f, &from) < 0 ? "from"
+                      : t && parse_rfc3339_us(t, &to) < 0 ? "to"
+                                                           : NULL;
+    if (bad) {
+        lds_validation_error(req, bad, "not an RFC 3339 date-time (e.g. 2026-01-01T10:00:00Z)");
+        goto out;
+    }
+    const char *fqn = param(&q, "fqn"), *track = param(&q, "track");
+    const char *ev = param(&q, "exam_version"), *loc = param(&q, "location");
+    const char *state = param(&q, "state");
+    size_t n = 0, cap = simkit_map_count(l->sessions);
+    if (cap && !(v = calloc(cap, sizeof *v))) {
+        lds_error(req, 500, "out of memory");
+        goto out;
+    }
+    size_t pos = 0;
+    const char *k;
+    void *val;
+    while (simkit_map_next(l->sessions, &pos, &k, &val)) {
+        struct lds_session *s = val;
+        const cJSON *sl = cJSON_GetObjectItemCaseSensitive(s->input, "location");
+        if (s->created_us < from || s->created_us > to ||
+            (fqn && !any_part(s, PF_FQN, fqn)) || (track && !any_part(s, PF_TRACK, track)) ||
+            (ev && !any_part(s, PF_EXAM_VERSION, ev)) ||
+            (loc && !(cJSON_IsString(sl) && strcmp(sl->valuestring, loc) == 0)) ||
+            (state && strcmp(s->state, state) != 0))
+            continue;
+        v[n++] = s;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof *v, report_cmp);
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(j, "lab_sessions");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, report_json(v[i]));
+    l->n_reports++;
+    simkit_reply_json(req, 200, j);
+out:
+    free(v);
+    evhttp_clear_headers(&q);
+}
+
 static int authorized(struct lds *l, struct evhttp_request *req)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
@@ -533,6 +794,17 @@ static void api(struct lds *l, struct evhttp_request *req, char **segs, int n)
                 return;
             }
             lds_error(req, 405, "The method is not allowed for the requested URL.");
+            return;
+        }
+        lds_error(req, 404, "not simulated");
+        return;
+    }
+    if (n >= 3 && strcmp(segs[2], "reporting") == 0) {
+        if (n == 4 && strcmp(segs[3], "lab_session") == 0) {
+            if (is_cmd(req, EVHTTP_REQ_GET))
+                report_sessions(l, req);
+            else
+                lds_error(req, 405, "The method is not allowed for the requested URL.");
             return;
         }
         lds_error(req, 404, "not simulated");
@@ -831,6 +1103,7 @@ static void lds_stats(struct simkit *kit, cJSON *stats, void *ud)
     cJSON_AddNumberToObject(j, "created", (double)l->n_created);
     cJSON_AddNumberToObject(j, "released", (double)l->n_released);
     cJSON_AddNumberToObject(j, "auth_failures", (double)l->n_auth_failures);
+    cJSON_AddNumberToObject(j, "reports", (double)l->n_reports);
 }
 
 static void lds_shutdown(struct simkit *kit, void *ud)

@@ -15,6 +15,7 @@ OPS = {
         ("/reservations/v3/lab_session/{ldssession_id}/lablet_launch_url", "get"),
         ("/reservations/v3/lab_session/{ldssession_id}/release", "post"),
         ("/reservations/v3/lab_folder/minio/{form_qualified_name}", "put"),
+        ("/reservations/v3/reporting/lab_session", "get"),
     ],
     "grading/grading-engine_openapi.json": [
         ("/api/v1/sessions", "post"),
