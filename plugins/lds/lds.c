@@ -77,6 +77,11 @@ struct lds_op {
     char frontend[512];
     lds_step_fn step;
     int in_http;
+    struct {                                   /* session_find: what it looks for */
+        char auth_id[LDS_MAX_AUTH_ID + 1];
+        char fqn[LDS_MAX_FQN + 1];
+        int64_t created_after_ms;
+    } find;
 };
 
 /* ---- small helpers ---- */
@@ -655,6 +660,62 @@ static int lds_refresh_content(void *self, const struct lcm_call *call, const vo
     return op_start(self, op, call, "PUT", path, NULL, 0, 1, refresh_step, err);
 }
 
+/* ---- session_find ---- */
+
+static void find_step(struct lds_op *op, const struct lcm_http_resp *r)
+{
+    struct lds_find_query q = { .auth_id = op->find.auth_id, .fqn = op->find.fqn,
+                                .created_after_ms = op->find.created_after_ms };
+    struct lds_session_info si;
+    char why[128];
+    int found;
+    if (lds_parse_report_find(r->body, r->body_len, &q, &si, &found, why, sizeof why) != 0) {
+        proto_fail(op, r->status, why);
+        return;
+    }
+    if (!found) {
+        /* The path is no use here (long, and cut before from=): say what was looked for. */
+        op_fail(op, LCM_E_NOTFOUND, 0, r->status, "lds session_find: no LDS session of this "
+                "external id and form, not finalized, created at or after %lld ms",
+                (long long)op->find.created_after_ms);
+        return;
+    }
+    struct lcm_lds_session s = { .id = si.id, .state = si.state[0] ? si.state : "unknown",
+                                 .part_state = si.has_part_state ? si.part_state : NULL,
+                                 .is_finalized = 0 };
+    op->p->hs->log(op->p->h, LCM_SPI_INFO, "msg=\"lds session found\" lds_session_id=%s "
+                   "corr=%s endpoint=%s", si.id, op->corr[0] ? op->corr : "-", op->base);
+    op_finish(op, NULL, &s);
+}
+
+static int lds_session_find(void *self, const struct lcm_call *call, const void *args,
+                            lcm_done_fn done, void *ud, struct lcm_error *err)
+{
+    const struct lcm_lds_find_args *a = args;
+    if (!a || !nonempty(a->form_qualified_name) || !nonempty(a->external_id) ||
+        strlen(a->form_qualified_name) > LDS_MAX_FQN || strlen(a->external_id) > LDS_MAX_AUTH_ID)
+        return bad_args(err, "session_find",
+                        "form_qualified_name and external_id are required (at most 256 bytes)");
+    if (a->created_after_ms < 0 || a->created_after_ms > LDS_MAX_TIME_MS)
+        return bad_args(err, "session_find", "created_after_ms out of range");
+    char enc[3 * LDS_MAX_FQN + 1], from[40] = "", path[1024];
+    if (lds_path_escape(a->form_qualified_name, enc, sizeof enc) < 0)
+        return bad_args(err, "session_find", "form_qualified_name too long");
+    /* LDS filters by fqn and from (at second precision, rounded down); the step checks
+     * everything again, as a server may read from loosely. */
+    if (a->created_after_ms > 0)
+        lds_rfc3339(a->created_after_ms, from, sizeof from);
+    snprintf(path, sizeof path, "/reservations/v3/reporting/lab_session?fqn=%s%s%s", enc,
+             from[0] ? "&from=" : "", from);
+    struct lds_op *op = op_new("session_find", done, ud, err);
+    if (!op)
+        return err->code;
+    snprintf(op->find.auth_id, sizeof op->find.auth_id, "%s", a->external_id);
+    snprintf(op->find.fqn, sizeof op->find.fqn, "%s", a->form_qualified_name);
+    op->find.created_after_ms = a->created_after_ms;
+    return op_start(self, op, call, "GET", path, NULL, 0, 1, find_step, err);
+}
+
 /* ---- cancel / stop / destroy ---- */
 
 static void lds_cancel(void *self, uint64_t op_id)
@@ -702,13 +763,14 @@ static const struct lcm_delivery_ops lds_ops = {
     .launch_url = lds_launch_url,
     .release = lds_release,
     .refresh_content = lds_refresh_content,
+    .session_find = lds_session_find,
 };
 
 LCM_PLUGIN_DESCRIPTOR = {
     LCM_PLUGIN_HEADER,
     .kind = LCM_KIND_DELIVERY,
     .name = "lds",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "delivery provider for LDS Reservations API v3 (HTTP Basic, one deployment "
                    "per region)",
     .config = lds_config,

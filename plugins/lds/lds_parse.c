@@ -104,6 +104,26 @@ out:
     return rc;
 }
 
+/* The session_part_state of j's current part (current_session_part, 1-based; the first part
+ * when absent or out of range) into out, when there is one. */
+static void current_part_state(const cJSON *j, const cJSON *parts, struct lds_session_info *out)
+{
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(j, "current_session_part");
+    long idx = 1;
+    if (cJSON_IsNumber(cur) && cur->valuedouble >= 1 && cur->valuedouble <= 1000)
+        idx = (long)cur->valuedouble;
+    const cJSON *part = cJSON_IsArray(parts) ? cJSON_GetArrayItem(parts, (int)(idx - 1)) : NULL;
+    if (!part && cJSON_IsArray(parts))
+        part = cJSON_GetArrayItem(parts, 0);
+    if (cJSON_IsObject(part)) {
+        const char *ps = str_member(part, "session_part_state", sizeof out->part_state);
+        if (ps) {
+            snprintf(out->part_state, sizeof out->part_state, "%s", ps);
+            out->has_part_state = 1;
+        }
+    }
+}
+
 int lds_parse_session(const char *body, size_t len, struct lds_session_info *out, char *why,
                       size_t whylen)
 {
@@ -144,22 +164,132 @@ int lds_parse_session(const char *body, size_t len, struct lds_session_info *out
         set_why(why, whylen, "session_parts is not an array");
         goto out;
     }
-    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(j, "current_session_part");
-    long idx = 1;
-    if (cJSON_IsNumber(cur) && cur->valuedouble >= 1 && cur->valuedouble <= 1000)
-        idx = (long)cur->valuedouble;
-    const cJSON *part = cJSON_IsArray(parts) ? cJSON_GetArrayItem(parts, (int)(idx - 1)) : NULL;
-    if (!part && cJSON_IsArray(parts))
-        part = cJSON_GetArrayItem(parts, 0);
-    if (cJSON_IsObject(part)) {
-        const char *ps = str_member(part, "session_part_state", sizeof out->part_state);
-        if (ps) {
-            snprintf(out->part_state, sizeof out->part_state, "%s", ps);
-            out->has_part_state = 1;
+    current_part_state(j, parts, out);
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* A boolean member that may be absent or null (then 0): 0/1, or -1 when it is anything else. */
+static int opt_bool(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v))
+        return -1;
+    return cJSON_IsTrue(v);
+}
+
+/* Reads one report entry whose auth_id is ours: -1 (malformed, why set), 0 (not a match) or
+ * 1 (a match, info filled, *created_us set when *dated). */
+static int report_entry(const cJSON *e, const struct lds_find_query *q,
+                        struct lds_session_info *info, int64_t *created_us, int *dated,
+                        char *why, size_t whylen)
+{
+    memset(info, 0, sizeof *info);
+    const char *id = str_member(e, "id", sizeof info->id);
+    if (!id || !lds_id_ok(id)) {
+        set_why(why, whylen, "report session has no usable id");
+        return -1;
+    }
+    snprintf(info->id, sizeof info->id, "%s", id);
+    int fin = opt_bool(e, "session_finalized"), fin2 = opt_bool(e, "is_finalized");
+    if (fin < 0 || fin2 < 0) {
+        set_why(why, whylen, "report session_finalized is not a boolean");
+        return -1;
+    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "session_state");
+    if (cJSON_IsString(st) && st->valuestring) {
+        if (strlen(st->valuestring) > LDS_MAX_STATE) {
+            set_why(why, whylen, "report session_state too long");
+            return -1;
+        }
+        snprintf(info->state, sizeof info->state, "%s", st->valuestring);
+    } else if (st && !cJSON_IsNull(st)) {
+        set_why(why, whylen, "report session_state is not a string");
+        return -1;
+    }
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(e, "session_parts");
+    if (parts && !cJSON_IsArray(parts) && !cJSON_IsNull(parts)) {
+        set_why(why, whylen, "report session_parts is not an array");
+        return -1;
+    }
+    /* No parts listed: LDS's own fqn filter is all there is to go by. */
+    int has_form = cJSON_GetArraySize(parts) == 0;
+    const cJSON *plist = cJSON_IsArray(parts) ? parts : NULL, *p;
+    cJSON_ArrayForEach(p, plist)
+    {
+        if (!cJSON_IsObject(p)) {
+            set_why(why, whylen, "report session part is not an object");
+            return -1;
+        }
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "form_qualified_name");
+        if (cJSON_IsString(f) && f->valuestring && strcmp(f->valuestring, q->fqn) == 0)
+            has_form = 1;
+    }
+    if (fin || fin2 || !has_form)
+        return 0;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "created");
+    *dated = cJSON_IsString(c) && c->valuestring &&
+             lds_parse_time_us(c->valuestring, created_us) == 0;
+    if (*dated && q->created_after_ms > 0 && *created_us < q->created_after_ms * 1000)
+        return 0;
+    current_part_state(e, parts, info);
+    return 1;
+}
+
+int lds_parse_report_find(const char *body, size_t len, const struct lds_find_query *q,
+                          struct lds_session_info *out, int *found, char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    if (!q || !q->auth_id || !q->fqn || q->created_after_ms < 0 ||
+        q->created_after_ms > LDS_MAX_TIME_MS) {
+        set_why(why, whylen, "bad query");
+        return LCM_E_INVAL;
+    }
+    cJSON *j = parse(body, len, why, whylen);
+    if (!j)
+        return LCM_E_PROTO;
+    int rc = LCM_E_PROTO, best_dated = 0;
+    int64_t best_us = 0;
+    const cJSON *list = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "lab_sessions")
+                                          : NULL;
+    if (!cJSON_IsArray(list)) {
+        set_why(why, whylen, "report has no lab_sessions array");
+        goto out;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        if (!cJSON_IsObject(e)) {
+            set_why(why, whylen, "report entry is not an object");
+            goto out;
+        }
+        const cJSON *aid = cJSON_GetObjectItemCaseSensitive(e, "auth_id");
+        if (!cJSON_IsString(aid) || !aid->valuestring || strcmp(aid->valuestring, q->auth_id))
+            continue;
+        struct lds_session_info info;
+        int64_t us = 0;
+        int dated = 0;
+        int m = report_entry(e, q, &info, &us, &dated, why, whylen);
+        if (m < 0)
+            goto out;
+        /* Newest wins: dated above undated, ties to the later entry. */
+        if (m == 1 && (!*found || (dated && (!best_dated || us >= best_us)) ||
+                       (!dated && !best_dated))) {
+            *out = info;
+            *found = 1;
+            best_dated = dated;
+            best_us = us;
         }
     }
     rc = 0;
 out:
+    if (rc != 0) {
+        memset(out, 0, sizeof *out);
+        *found = 0;
+    }
     cJSON_Delete(j);
     return rc;
 }
@@ -367,6 +497,91 @@ void lds_rfc3339(int64_t ms, char *out, size_t cap)
     struct tm tm;
     if (!gmtime_r(&t, &tm) || strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(out, cap, "1970-01-01T00:00:00Z");
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* n decimal digits at *p (advanced past them); -1 when they are not all digits. */
+static int digits(const char **p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++, (*p)++) {
+        if (!isdigit((unsigned char)**p))
+            return -1;
+        v = v * 10 + (**p - '0');
+    }
+    return v;
+}
+
+int lds_parse_time_us(const char *s, int64_t *us)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (!s || !us)
+        return -1;
+    const char *p = s;
+    int y = digits(&p, 4);
+    if (y < 0 || *p++ != '-')
+        return -1;
+    int mo = digits(&p, 2);
+    if (mo < 1 || mo > 12 || *p++ != '-')
+        return -1;
+    int d = digits(&p, 2);
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+        return -1;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    int h = digits(&p, 2);
+    if (h < 0 || h > 23 || *p++ != ':')
+        return -1;
+    int mi = digits(&p, 2);
+    if (mi < 0 || mi > 59 || *p++ != ':')
+        return -1;
+    int sec = digits(&p, 2);
+    if (sec < 0 || sec > 60)                  /* 60: a leap second */
+        return -1;
+    int64_t frac = 0;
+    if (*p == '.') {
+        int n = 0;
+        if (!isdigit((unsigned char)*++p))
+            return -1;
+        for (; isdigit((unsigned char)*p); p++)
+            if (n < 6) {
+                frac = frac * 10 + (*p - '0');
+                n++;
+            }
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int64_t off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+        int oh = digits(&p, 2);
+        if (oh < 0 || oh > 23)
+            return -1;
+        if (*p == ':')
+            p++;
+        int om = digits(&p, 2);
+        if (om < 0 || om > 59)
+            return -1;
+        off = sign * (int64_t)(oh * 3600 + om * 60);
+    }
+    if (*p)
+        return -1;
+    *us = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000 + frac;
+    return 0;
 }
 
 char *lds_build_create_body(const struct lcm_lds_create_args *a,

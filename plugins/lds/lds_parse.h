@@ -12,6 +12,10 @@
 #define LDS_MAX_ID 128          /* an LDS session id we accept (a UUID is 36) */
 #define LDS_MAX_STATE 64
 #define LDS_MAX_URL 4096
+#define LDS_MAX_FQN 256         /* a form_qualified_name we send */
+#define LDS_MAX_AUTH_ID 256     /* an external id (auth_id) session_find looks for */
+/* The latest created_after_ms session_find takes: 9999-12-31T23:59:59.999Z. */
+#define LDS_MAX_TIME_MS INT64_C(253402300799999)
 
 /* A parsed LDSSession: strings NUL-terminated in fixed buffers (no allocation to free). */
 struct lds_session_info {
@@ -35,6 +39,24 @@ int lds_parse_created(const char *body, size_t len, char *id, size_t cap, char *
  * (current_session_part, 1-based; the first part when absent). */
 int lds_parse_session(const char *body, size_t len, struct lds_session_info *out, char *why,
                       size_t whylen);
+/* What session_find looks for in a session report. */
+struct lds_find_query {
+    const char *auth_id;         /* the external id session_create sent as auth_id */
+    const char *fqn;             /* form_qualified_name of one of its parts */
+    int64_t created_after_ms;    /* 0: any time */
+};
+/* GET /reporting/lab_session answer (LabSessionsReport: {"lab_sessions": [ReportingLabSession]}):
+ * the most recently created session whose auth_id is q->auth_id, that is not finalized
+ * (session_finalized, or is_finalized, true), one of whose session_parts has q->fqn (when LDS
+ * lists parts at all) and whose created is at or after q->created_after_ms (when it parses).
+ * Newest by created; one without a parseable created ranks below every dated one; ties go to
+ * the later entry. *found is 0 when none matches. Entries of other auth_ids are skipped
+ * whatever their shape; an entry with ours must be well formed (usable id, state and flags of
+ * the right types) or the whole answer is LCM_E_PROTO, as is an answer without a lab_sessions
+ * array. out->state is session_state ("" when absent), out->part_state as for
+ * lds_parse_session. */
+int lds_parse_report_find(const char *body, size_t len, const struct lds_find_query *q,
+                          struct lds_session_info *out, int *found, char *why, size_t whylen);
 /* GET /lablet_launch_url answer: {"url": "…"}. */
 int lds_parse_launch_url(const char *body, size_t len, char *url, size_t cap, char *why,
                          size_t whylen);
@@ -56,8 +78,12 @@ int lds_path_escape(const char *s, char *out, size_t cap);
 int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t cap, char *why,
                        size_t whylen);
 
-/* RFC 3339 UTC ("2026-01-01T10:00:00Z") of Unix ms. */
+/* RFC 3339 UTC ("2026-01-01T10:00:00Z") of Unix ms (the second it falls in). */
 void lds_rfc3339(int64_t ms, char *out, size_t cap);
+/* An LDS date-time as Unix microseconds: RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and Z, +HH:MM or
+ * +HHMM), also with a space for the T and without a zone (then UTC), as Python writes them.
+ * Fraction digits beyond microseconds are ignored. 0, or -1 when s is none of these. */
+int lds_parse_time_us(const char *s, int64_t *us);
 
 /* Settings of the creation body that come from configuration. */
 struct lds_create_defaults {

@@ -41,6 +41,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (lds_launch_rewrite(url, NULL, out, sizeof out, why, sizeof why) == 0)
             check_url(out);
     }
+    /* The session report, as session_find reads it: a match is a usable, open session. */
+    static const struct lds_find_query queries[] = {
+        { "sess-1", "Exam CCIE TEST v1 DES 1.1", 0 },
+        { "sess-1", "Exam CCIE TEST v1 DES 1.1", INT64_C(1767261600000) },
+        { "", "", LDS_MAX_TIME_MS },
+    };
+    for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+        int found = -1;
+        int rc = lds_parse_report_find(b, size, &queries[i], &si, &found, why, sizeof why);
+        if ((rc != 0 && rc != LCM_E_PROTO) || (rc != 0 && found != 0) || (found & ~1))
+            abort();
+        if (found && (!lds_id_ok(si.id) || strlen(si.state) > LDS_MAX_STATE ||
+                      strlen(si.part_state) > LDS_MAX_STATE || si.is_finalized))
+            abort();
+    }
     size_t n;
     lds_parse_devices(b, size, &n, why, sizeof why);
     lds_parse_error_text(b, size, text, sizeof text);
@@ -58,6 +73,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s[size] = '\0';
     if (lds_launch_rewrite(s, "http://f.example", out, sizeof out, why, sizeof why) == 0)
         check_url(out);
+    /* As a date-time: whatever parses is within years 0000..9999 (± a day of offset). */
+    int64_t us;
+    if (lds_parse_time_us(s, &us) == 0 &&
+        (us < INT64_C(-62167219200000000) - INT64_C(86400000000) ||
+         us > INT64_C(253402300800000000) + INT64_C(86400000000)))
+        abort();
     char enc[3 * 512 + 1];
     if (strlen(s) < 512 && lds_path_escape(s, enc, sizeof enc) >= 0) {
         for (const char *p = enc; *p; p++)

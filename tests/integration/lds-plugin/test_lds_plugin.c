@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -131,7 +132,8 @@ static void test_loaded_and_implemented(void **state)
     assert_non_null(p);
     assert_string_equal(lcm_plugin_name(p), "lds");
     static const size_t ops[] = { OP(session_create), OP(set_devices), OP(session_get),
-                                  OP(launch_url), OP(release), OP(refresh_content) };
+                                  OP(launch_url), OP(release), OP(refresh_content),
+                                  OP(session_find) };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         assert_true(lcm_plugin_implements(p, ops[i]));
     cJSON *st = lcm_plugins_status_json(pt_reg);
@@ -247,6 +249,177 @@ static void test_full_flow(void **state)
     assert_int_equal(cJSON_GetObjectItem(fc, "refreshes")->valueint, 2);
     cJSON_Delete(c);
     free(id);
+}
+
+/* Creates a session for external id ext; returns its id (caller frees). */
+static char *create_for(const char *ext)
+{
+    struct lcm_lds_create_args a = create_args;
+    a.external_id = ext;
+    struct pt_outcome o;
+    call(OP(session_create), NULL, &a, conv_session, &o);
+    pt_expect_ok(&o);
+    char *id = strdup(pt_res_str(&o, "id"));
+    pt_outcome_free(&o);
+    return id;
+}
+
+/* The sim's created of a session ("2026-01-01T10:00:00.123456Z") as Unix ms. */
+static int64_t sim_created_ms(const char *id)
+{
+    cJSON *s = sim_session(id);
+    const char *c = cJSON_GetObjectItem(s, "created")->valuestring;
+    struct tm tm = { 0 };
+    int usec = 0;
+    assert_int_equal(sscanf(c, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon,
+                            &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec), 7);
+    cJSON_Delete(s);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + usec / 1000;
+}
+
+static void sim_release(const char *id)
+{
+    struct lcm_lds_session_args sa = { .lds_session_id = id };
+    struct pt_outcome o;
+    call(OP(release), NULL, &sa, NULL, &o);
+    pt_expect_ok(&o);
+}
+
+static void find(const char *fqn, const char *ext, int64_t after_ms, struct pt_outcome *o)
+{
+    struct lcm_lds_find_args a = { .form_qualified_name = fqn, .external_id = ext,
+                                   .created_after_ms = after_ms };
+    call(OP(session_find), NULL, &a, conv_session, o);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_session_find(void **state)
+{
+    struct pt_outcome o;
+    /* Other sessions of the same FQN exist (sess-0001): only our external id counts. */
+    char *other = create_for("sess-0001");
+    char *id = create_for("find-0001");
+    double r0 = lds_stat("lds.reports");
+    find(FQN, "find-0001", 0, &o);
+    pt_expect_ok(&o);
+    assert_string_equal(pt_res_str(&o, "id"), id);
+    assert_string_equal(pt_res_str(&o, "state"), "created");
+    assert_string_equal(pt_res_str(&o, "part_state"), "created");
+    assert_true(pt_res_num(&o, "is_finalized") == 0);
+    pt_outcome_free(&o);
+    assert_true(lds_stat("lds.reports") == r0 + 1);            /* one request */
+    char line[200];
+    snprintf(line, sizeof line, "msg=\"lds session found\" lds_session_id=%s", id);
+    assert_true(pt_log_contains(line));
+
+    /* created_after: an hour ago finds it; the LDS state is what LDS says now. */
+    char path[200];
+    snprintf(path, sizeof path, "/_sim/sessions/%s/login", id);
+    assert_int_equal(pt_sim("POST", path, "{}", NULL), 202);
+    find(FQN, "find-0001", wall_ms() - 3600 * 1000, &o);
+    pt_expect_ok(&o);
+    assert_string_equal(pt_res_str(&o, "id"), id);
+    assert_string_equal(pt_res_str(&o, "state"), "running");
+    assert_string_equal(pt_res_str(&o, "part_state"), "running");
+    pt_outcome_free(&o);
+
+    /* Not found: another external id, another form, created_after in the future (LDS filters
+     * it), and 1 ms after its creation (LDS's from is whole seconds: the plugin filters). */
+    find(FQN, "find-none", 0, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+    find("Exam CCIE TEST v2 ENT 1.0", "find-0001", 0, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+    find(FQN, "find-0001", wall_ms() + 3600 * 1000, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+    int64_t created = sim_created_ms(id);
+    find(FQN, "find-0001", created + 1, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+    find(FQN, "find-0001", created, &o);
+    pt_expect_ok(&o);
+    pt_outcome_free(&o);
+
+    /* A finalized session is not found. */
+    sim_release(id);
+    find(FQN, "find-0001", 0, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+    assert_int_equal(o.http_status, 200);
+
+    /* Two sessions for one external id: the newer; once it is released, the older. */
+    char *older = create_for("find-0002");
+    pt_run_ms(5);
+    char *newer = create_for("find-0002");
+    assert_true(sim_created_ms(newer) > sim_created_ms(older));
+    find(FQN, "find-0002", 0, &o);
+    pt_expect_ok(&o);
+    assert_string_equal(pt_res_str(&o, "id"), newer);
+    pt_outcome_free(&o);
+    sim_release(newer);
+    find(FQN, "find-0002", 0, &o);
+    pt_expect_ok(&o);
+    assert_string_equal(pt_res_str(&o, "id"), older);
+    pt_outcome_free(&o);
+    sim_release(older);
+    find(FQN, "find-0002", 0, &o);
+    pt_expect_err(&o, LCM_E_NOTFOUND, 0);
+
+    /* Idempotent: one 503 is hidden by the host's retry; 503 on every attempt is retryable. */
+    char *again = create_for("find-0003");
+    pt_add_fault("{\"path\":\"/reporting/lab_session\",\"method\":\"GET\","
+                 "\"status\":503,\"count\":1}");
+    find(FQN, "find-0003", 0, &o);
+    pt_expect_ok(&o);
+    assert_string_equal(pt_res_str(&o, "id"), again);
+    pt_outcome_free(&o);
+    double f0 = pt_sim_num("/_sim/stats", "faulted");
+    pt_add_fault("{\"path\":\"/reporting/lab_session\",\"status\":503,\"count\":0}");
+    find(FQN, "find-0003", 0, &o);
+    pt_expect_err(&o, LCM_E_UNAVAIL, 1);
+    assert_true(pt_sim_num("/_sim/stats", "faulted") == f0 + 3);
+    pt_clear_faults();
+    free(other);
+    free(id);
+    free(older);
+    free(newer);
+    free(again);
+}
+
+static void test_session_find_bad_args(void **state)
+{
+    char longfqn[300];
+    memset(longfqn, 'x', sizeof longfqn - 1);
+    longfqn[sizeof longfqn - 1] = '\0';
+    const struct lcm_lds_find_args bad[] = {
+        { .form_qualified_name = NULL, .external_id = "find-x" },
+        { .form_qualified_name = "", .external_id = "find-x" },
+        { .form_qualified_name = FQN, .external_id = NULL },
+        { .form_qualified_name = FQN, .external_id = "" },
+        { .form_qualified_name = FQN, .external_id = "find-x", .created_after_ms = -1 },
+        { .form_qualified_name = FQN, .external_id = "find-x",
+          .created_after_ms = INT64_C(253402300800000) },
+        { .form_qualified_name = longfqn, .external_id = "find-x" },
+        { .form_qualified_name = FQN, .external_id = longfqn },
+    };
+    struct pt_outcome o;
+    double req0 = pt_sim_num("/_sim/stats", "requests");
+    assert_int_equal(pt_call_async(LCM_KIND_DELIVERY, OP(session_find), NULL, NULL, NULL, &o,
+                                   NULL), LCM_E_INVAL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(pt_call_async(LCM_KIND_DELIVERY, OP(session_find), NULL, &bad[i], NULL,
+                                       &o, NULL), LCM_E_INVAL);
+        assert_int_equal(o.retryable, 0);
+    }
+    pt_run_ms(20);
+    assert_int_equal(o.calls, 0);
+    /* Nothing went out (+1: the stats call itself). */
+    assert_true(pt_sim_num("/_sim/stats", "requests") == req0 + 1);
 }
 
 static void test_region_deployment(void **state)
@@ -487,6 +660,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loaded_and_implemented),
         cmocka_unit_test_teardown(test_full_flow, per_test_teardown),
+        cmocka_unit_test_teardown(test_session_find, per_test_teardown),
+        cmocka_unit_test_teardown(test_session_find_bad_args, per_test_teardown),
         cmocka_unit_test_teardown(test_region_deployment, per_test_teardown),
         cmocka_unit_test_teardown(test_auth_and_config_errors, per_test_teardown),
         cmocka_unit_test_teardown(test_not_found, per_test_teardown),
