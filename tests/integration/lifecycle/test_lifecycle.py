@@ -323,6 +323,60 @@ def test_kill9_mid_instantiation():
         http_json("PATCH", f"{r.cml.url}/_sim/config", {"import_ms": 100})
 
 
+def test_lds_create_answer_lost():
+    """An LDS create whose answer never arrives (the call times out; lcmd is killed while it is
+    in flight) is found by the session's id afterwards: one LDS session per LCM session."""
+    r = rig()
+
+    def mine(sid):
+        return [x for x in r.lds_sessions() if json.dumps(x).find(sid) >= 0]
+
+    # 1. LDS answers only after lcmd's call has timed out (step timeout 5 s in this rig).
+    st, _, doc = http_json("POST", f"{r.lds.url}/_sim/faults",
+                           {"path": "/lab_session", "method": "POST", "delay_ms": 5600, "count": 1})
+    check(st == 201, f"fault: {st} {doc}")
+    try:
+        r.session("s-ldslost", "def-lds", worker="w3")
+        wait_until(lambda: (pipeline(r.get("session", "s-ldslost")).get("lds_session") or {})
+                   .get("state") == "started", timeout=30, what="lds_session started")
+        t0 = time.monotonic()   # the create goes out now; LDS runs it 5.6 s later
+        s = r.wait_status("session", "s-ldslost", "ready", timeout=60)
+        time.sleep(max(0.0, t0 + 6.5 - time.monotonic()))
+        found = mine("s-ldslost")
+        check(len(found) == 1, f"LDS sessions for s-ldslost: {len(found)}")
+        check(s["user_session"]["lds_session_id"] == found[0]["id"],
+              f"adopted {s['user_session']['lds_session_id']}, LDS has {found[0]['id']}")
+        check(pipeline(s)["lds_session"]["attempts"] == 2, f"lds step: {pipeline(s)['lds_session']}")
+    finally:
+        http_json("DELETE", f"{r.lds.url}/_sim/faults")
+    # 2. lcmd dies while LDS is still working on the create.
+    st, _, doc = http_json("POST", f"{r.lds.url}/_sim/faults",
+                           {"path": "/lab_session", "method": "POST", "delay_ms": 2000, "count": 1})
+    try:
+        r.session("s-ldskill", "def-lds", worker="w4")
+        wait_until(lambda: (pipeline(r.get("session", "s-ldskill")).get("lds_session") or {})
+                   .get("state") == "started", timeout=30, what="lds_session started")
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        r.restart_lcmd(kill9=True)
+        s = r.wait_status("session", "s-ldskill", "ready", timeout=60)
+        time.sleep(max(0.0, t0 + 2.5 - time.monotonic()))   # the held create has run by now
+        found = mine("s-ldskill")
+        check(len(found) == 1, f"LDS sessions for s-ldskill: {len(found)}")
+        check(s["user_session"]["lds_session_id"] == found[0]["id"], "adopted another LDS session")
+        check(pipeline(s)["lds_session"]["attempts"] == 1, f"lds step: {pipeline(s)['lds_session']}")
+    finally:
+        http_json("DELETE", f"{r.lds.url}/_sim/faults")
+    for sid, wid in (("s-ldslost", "w3"), ("s-ldskill", "w4")):   # give the workers back
+        for _ in range(20):
+            st, _, doc = r.lcmd.call("POST", f"/api/v1/sessions/{sid}/terminate", {"reason": "test done"})
+            if st != 409:
+                break
+            time.sleep(0.1)
+        check(st in (200, 202), f"terminate {sid}: {st} {doc}")
+        wait_until(lambda: released(r, sid, wid), timeout=30, what=f"{sid} released")
+
+
 def controller_gauges(r):
     import urllib.request
     text = urllib.request.urlopen(f"{r.lcmd.url}/metrics", timeout=10).read().decode()
@@ -394,5 +448,6 @@ if __name__ == "__main__":
                test_terminate_at_every_state, test_terminate_through_api_keeps_reason,
                test_lds_down_during_provisioning,
                test_grading_failure, test_duplicate_and_out_of_order_cloudevents,
-               test_kill9_mid_instantiation, test_many_sessions_pass_looks_at_active_only,
+               test_kill9_mid_instantiation, test_lds_create_answer_lost,
+               test_many_sessions_pass_looks_at_active_only,
                test_shutdown_clean])
