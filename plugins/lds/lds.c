@@ -232,11 +232,15 @@ static void op_unlink(struct lds_op *op)
 }
 
 /* Completes op exactly once and frees it. */
+static void find_step(struct lds_op *op, const struct lcm_http_resp *r);
+
 static void op_finish(struct lds_op *op, const struct lcm_error *err, const void *result)
 {
     struct lds_plugin *p = op->p;
     op_unlink(op);
-    if (err)
+    /* "Not found" is session_find's ordinary answer (the host asks while it waits for a
+     * create that may still be running), not a failure to count or log. */
+    if (err && !(err->code == LCM_E_NOTFOUND && op->step == find_step))
         lcm_pk_log_op_error(p->hs, p->h, "lds", op->name, op->op_id, op->corr, op->base,
                             err);
     op->done(op->ud, err, err ? NULL : result);
