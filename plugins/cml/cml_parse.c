@@ -2,6 +2,7 @@
  * body as hostile: wrong types are skipped or refused, sizes are bounded, strings are copied
  * into the caller's arena so the cJSON tree is freed before returning. */
 #include "cml_parse.h"
+#include "plugkit.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -696,73 +697,12 @@ const char *cml_parse_extracted(struct cml_arena *a, const char *body, size_t le
     return s;
 }
 
-static int digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int cml_rfc3339_ms(const char *s, int64_t *out)
 {
-    int Y, M, D, h, mi, sec;
-    if (!s || strlen(s) < 19 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) ||
-        s[7] != '-' || digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
-        digits(s + 17, 2, &sec))
+    int64_t us;
+    if (lcm_pk_rfc3339_us(s, 1, &us) != 0)
         return -1;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || mi > 59 || sec > 60)
-        return -1;
-    const char *p = s + 19;
-    int ms = 0;
-    if (*p == '.') {
-        p++;
-        int nd = 0;
-        while (isdigit((unsigned char)*p)) {
-            if (nd < 3)
-                ms = ms * 10 + (*p - '0');
-            nd++;
-            p++;
-        }
-        if (nd == 0 || nd > 9)
-            return -1;
-        for (; nd < 3; nd++)
-            ms *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        off = (int64_t)(oh * 60 + om) * 60;
-        if (*p == '-')
-            off = -off;
-        p += 6;
-    } else {
-        return -1;                       /* a time without offset is ambiguous */
-    }
-    if (*p)
-        return -1;
-    int64_t secs = days_from_civil(Y, M, D) * 86400 + h * 3600 + mi * 60 + sec - off;
-    *out = secs * 1000 + ms;
+    *out = us / 1000;
     return 0;
 }
 

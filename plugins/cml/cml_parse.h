@@ -81,8 +81,8 @@ const char *cml_parse_extracted(struct cml_arena *a, const char *body, size_t le
 
 /* 1 when a telemetry category stands for something a user did (idle detection). */
 int cml_user_category(const char *category);
-/* RFC 3339 timestamp ("2025-01-02T03:04:05.678Z", offsets, 1-9 fraction digits) to Unix
- * epoch ms; 0 or -1 when it is not one. */
+/* RFC 3339 timestamp ("2025-01-02T03:04:05.678Z"; an offset is required) to Unix epoch ms
+ * (lcm_pk_rfc3339_us); 0 or -1 when it is not one. */
 int cml_rfc3339_ms(const char *s, int64_t *out);
 /* CML lab/node state → LCM lab-record status (DOMAIN.md): DEFINED_ON_CORE → defined,
  * STARTED|BOOTED → booted, STOPPED → stopped, QUEUED → queued; anything else → NULL. */

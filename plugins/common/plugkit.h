@@ -54,4 +54,9 @@ void lcm_pk_log_op_error(const struct lcm_host_services *hs, struct lcm_host *h,
                          const char *who, const char *op, uint64_t op_id, const char *corr,
                          const char *endpoint, const struct lcm_error *err);
 
+/* An RFC 3339 date-time (`T`, `t` or a space between date and time; any number of fraction
+ * digits, kept to the microsecond; `Z` or a ±hh[:]mm offset) as µs since the epoch. Without
+ * an offset it is UTC unless need_offset (then refused). 0, or -1 (*us untouched). */
+int lcm_pk_rfc3339_us(const char *s, int need_offset, int64_t *us);
+
 #endif

@@ -2,6 +2,7 @@
  * bounded and checked result or LCM_E_PROTO out), the request bodies, URL escaping and the
  * rewriting of launch URLs onto the region's frontend. */
 #include "lds_parse.h"
+#include "plugkit.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -231,7 +232,7 @@ static int report_entry(const cJSON *e, const struct lds_find_query *q,
         return 0;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "created");
     *dated = cJSON_IsString(c) && c->valuestring &&
-             lds_parse_time_us(c->valuestring, created_us) == 0;
+             lcm_pk_rfc3339_us(c->valuestring, 0, created_us) == 0;
     if (*dated && q->created_after_ms > 0 && *created_us < q->created_after_ms * 1000)
         return 0;
     current_part_state(e, parts, info);
@@ -497,91 +498,6 @@ void lds_rfc3339(int64_t ms, char *out, size_t cap)
     struct tm tm;
     if (!gmtime_r(&t, &tm) || strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(out, cap, "1970-01-01T00:00:00Z");
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* n decimal digits at *p (advanced past them); -1 when they are not all digits. */
-static int digits(const char **p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++, (*p)++) {
-        if (!isdigit((unsigned char)**p))
-            return -1;
-        v = v * 10 + (**p - '0');
-    }
-    return v;
-}
-
-int lds_parse_time_us(const char *s, int64_t *us)
-{
-    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    if (!s || !us)
-        return -1;
-    const char *p = s;
-    int y = digits(&p, 4);
-    if (y < 0 || *p++ != '-')
-        return -1;
-    int mo = digits(&p, 2);
-    if (mo < 1 || mo > 12 || *p++ != '-')
-        return -1;
-    int d = digits(&p, 2);
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
-        return -1;
-    if (*p != 'T' && *p != 't' && *p != ' ')
-        return -1;
-    p++;
-    int h = digits(&p, 2);
-    if (h < 0 || h > 23 || *p++ != ':')
-        return -1;
-    int mi = digits(&p, 2);
-    if (mi < 0 || mi > 59 || *p++ != ':')
-        return -1;
-    int sec = digits(&p, 2);
-    if (sec < 0 || sec > 60)                  /* 60: a leap second */
-        return -1;
-    int64_t frac = 0;
-    if (*p == '.') {
-        int n = 0;
-        if (!isdigit((unsigned char)*++p))
-            return -1;
-        for (; isdigit((unsigned char)*p); p++)
-            if (n < 6) {
-                frac = frac * 10 + (*p - '0');
-                n++;
-            }
-        for (; n < 6; n++)
-            frac *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1;
-        int oh = digits(&p, 2);
-        if (oh < 0 || oh > 23)
-            return -1;
-        if (*p == ':')
-            p++;
-        int om = digits(&p, 2);
-        if (om < 0 || om > 59)
-            return -1;
-        off = sign * (int64_t)(oh * 3600 + om * 60);
-    }
-    if (*p)
-        return -1;
-    *us = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000 + frac;
-    return 0;
 }
 
 char *lds_build_create_body(const struct lcm_lds_create_args *a,

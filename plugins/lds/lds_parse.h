@@ -80,10 +80,6 @@ int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t 
 
 /* RFC 3339 UTC ("2026-01-01T10:00:00Z") of Unix ms (the second it falls in). */
 void lds_rfc3339(int64_t ms, char *out, size_t cap);
-/* An LDS date-time as Unix microseconds: RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and Z, +HH:MM or
- * +HHMM), also with a space for the T and without a zone (then UTC), as Python writes them.
- * Fraction digits beyond microseconds are ignored. 0, or -1 when s is none of these. */
-int lds_parse_time_us(const char *s, int64_t *us);
 
 /* Settings of the creation body that come from configuration. */
 struct lds_create_defaults {

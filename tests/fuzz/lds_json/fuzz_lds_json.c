@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lds_parse.h"
+#include "plugkit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -75,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_url(out);
     /* As a date-time: whatever parses is within years 0000..9999 (± a day of offset). */
     int64_t us;
-    if (lds_parse_time_us(s, &us) == 0 &&
+    if (lcm_pk_rfc3339_us(s, 0, &us) == 0 &&
         (us < INT64_C(-62167219200000000) - INT64_C(86400000000) ||
          us > INT64_C(253402300800000000) + INT64_C(86400000000)))
         abort();
