@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "plugkit.h"   /* lcm_pk_rfc3339_us, shared with the plugins */
 #include "simkit.h"
 
 struct lds_part {
@@ -75,93 +76,6 @@ static void lds_validation_error(struct evhttp_request *req, const char *field, 
 }
 
 /* ---------------------------------------------------------------- time */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* n decimal digits at *p (advanced); -1 when they are not all digits. */
-static int digits(const char **p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++, (*p)++) {
-        if (!isdigit((unsigned char)**p))
-            return -1;
-        v = v * 10 + (**p - '0');
-    }
-    return v;
-}
-
-/* RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)) as Unix microseconds;
- * 0 or -1 when s is not one. Digits of the fraction beyond microseconds are ignored. */
-static int parse_rfc3339_us(const char *s, int64_t *us)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    const char *p = s;
-    int y = digits(&p, 4);
-    if (y < 0 || *p++ != '-')
-        return -1;
-    int mo = digits(&p, 2);
-    if (mo < 1 || mo > 12 || *p++ != '-')
-        return -1;
-    int d = digits(&p, 2);
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
-        return -1;
-    if (*p != 'T' && *p != 't')
-        return -1;
-    p++;
-    int h = digits(&p, 2);
-    if (h < 0 || h > 23 || *p++ != ':')
-        return -1;
-    int mi = digits(&p, 2);
-    if (mi < 0 || mi > 59 || *p++ != ':')
-        return -1;
-    int sec = digits(&p, 2);
-    if (sec < 0 || sec > 60) /* 60: a leap second */
-        return -1;
-    int64_t frac = 0;
-    if (*p == '.') {
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return -1;
-        int n = 0;
-        for (; isdigit((unsigned char)*p); p++)
-            if (n < 6) {
-                frac = frac * 10 + (*p - '0');
-                n++;
-            }
-        for (; n < 6; n++)
-            frac *= 10;
-    }
-    int64_t off = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1;
-        int oh = digits(&p, 2);
-        if (oh < 0 || oh > 23 || *p++ != ':')
-            return -1;
-        int om = digits(&p, 2);
-        if (om < 0 || om > 59)
-            return -1;
-        off = sign * (int64_t)(oh * 3600 + om * 60);
-    } else {
-        return -1;
-    }
-    if (*p)
-        return -1;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
-    *us = t * 1000000 + frac;
-    return 0;
-}
 
 /* Now as a session's created: RFC 3339 UTC with microseconds, and as Unix microseconds. */
 static void now_created(char out[32], int64_t *us)
@@ -724,8 +638,8 @@ static void report_sessions(struct lds *l, struct evhttp_request *req)
     }
     int64_t from = INT64_MIN, to = INT64_MAX;
     const char *f = param(&q, "from"), *t = param(&q, "to");
-    const char *bad = f && parse_rfc3339_us(f, &from) < 0 ? "from"
-                      : t && parse_rfc3339_us(t, &to) < 0 ? "to"
+    const char *bad = f && lcm_pk_rfc3339_us(f, 1, &from) < 0 ? "from"
+                      : t && lcm_pk_rfc3339_us(t, 1, &to) < 0 ? "to"
                                                            : NULL;
     if (bad) {
         lds_validation_error(req, bad, "not an RFC 3339 date-time (e.g. 2026-01-01T10:00:00Z)");
