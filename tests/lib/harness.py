@@ -28,6 +28,17 @@ def free_port():
     return port
 
 
+def reserve_port():
+    """A free loopback port and the socket holding it: bound with SO_REUSEADDR and not
+    listening, so that no other bind (port 0 included) takes the port, while a server that
+    sets SO_REUSEADDR (lcmd, redis-server, the simulators) can still listen on it. Close the
+    socket once that server is up. For a port that must be known before its server starts."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1], s
+
+
 def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

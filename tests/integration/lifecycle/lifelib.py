@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import (BUILD_DIR, Lcmd, Proc, Redis, check, free_port, http_json, wait_until)
+from harness import (BUILD_DIR, Lcmd, Proc, Redis, check, http_json, reserve_port, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOPOLOGY = open(os.path.join(HERE, "lab.yaml")).read()
@@ -29,7 +29,8 @@ def sim_proc(name, args):
 class Rig:
     def __init__(self, cml_args=(), grading_args=(), lcmd_env=None):
         self.redis = Redis()
-        self.lcm_port = free_port()
+        # known before lcmd starts (the simulators post CloudEvents to it): held until then
+        self.lcm_port, hold = reserve_port()
         lcm_url = f"http://127.0.0.1:{self.lcm_port}"
         self.cml = sim_proc("cml-sim", ["--boot-ms", "800", "--stop-ms", "150", "--wipe-ms", "150",
                                         "--import-ms", "100", *cml_args])
@@ -66,7 +67,10 @@ class Rig:
         }
         env.update(lcmd_env or {})
         self.env = env
-        self.lcmd = Lcmd(self.redis.url, env=env, port=self.lcm_port)
+        try:
+            self.lcmd = Lcmd(self.redis.url, env=env, port=self.lcm_port)
+        finally:
+            hold.close()
         wait_until(lambda: self.leader(), timeout=15, what="lcmd leader")
         self.seed("template", json.dumps({
             "name": "multi", "instance_type": "m5zn.metal", "ami_name_pattern": "cml-*",
