@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,12 +165,106 @@ static void test_bodies(void **state)
     cJSON_Delete(j);
 }
 
+/* One report entry: id, auth_id, created (NULL: left out), finalized, the part's FQN. */
+static void entry(char *buf, size_t cap, const char *id, const char *auth, const char *created,
+                  int finalized, const char *fqn)
+{
+    size_t n = strlen(buf);
+    char c[64] = "";
+    if (created)
+        snprintf(c, sizeof c, "\"created\":\"%s\",", created);
+    snprintf(buf + n, cap - n,
+             "%s{\"id\":\"%s\",\"auth_id\":\"%s\",%s\"session_state\":\"created\","
+             "\"session_finalized\":%s,\"session_parts\":[{\"form_qualified_name\":\"%s\","
+             "\"session_part_state\":\"created\"}]}",
+             n > strlen("{\"lab_sessions\":[") ? "," : "", id, auth, c,
+             finalized ? "true" : "false", fqn);
+}
+
+static int find_in(const char *entries, const struct lds_find_query *q, char *id, int *found)
+{
+    char body[4096];
+    snprintf(body, sizeof body, "{\"lab_sessions\":[%s]}", entries);
+    struct lds_session_info si;
+    char why[128];
+    int rc = lds_parse_report_find(body, strlen(body), q, &si, found, why, sizeof why);
+    if (rc == 0 && *found)
+        strcpy(id, si.id);
+    return rc;
+}
+
+/* session_find's choice among report entries: ours only (auth_id, FQN, not finalized, created
+ * at or after the bound), the newest by created, undated ones below dated ones, ties to the
+ * later entry; a malformed entry of ours spoils the answer, one of another auth_id does not. */
+static void test_report_find(void **state)
+{
+    (void)state;
+    const struct lds_find_query q = { "ses-1", "FQN A", 1767261600000 };   /* 2026-01-01T10:00Z */
+    char b[2048] = "{\"lab_sessions\":[", id[LDS_MAX_ID + 1] = "";
+    int found = -1;
+    const size_t head = strlen(b);
+#define RESET() (b[head] = '\0')
+#define FIND() find_in(b + head, &q, id, &found)
+    /* nothing of ours */
+    entry(b, sizeof b, "u-other", "ses-2", "2026-01-01T11:00:00Z", 0, "FQN A");
+    entry(b, sizeof b, "u-fqn", "ses-1", "2026-01-01T11:00:00Z", 0, "FQN B");
+    entry(b, sizeof b, "u-final", "ses-1", "2026-01-01T11:00:00Z", 1, "FQN A");
+    entry(b, sizeof b, "u-old", "ses-1", "2026-01-01T09:59:59.999Z", 0, "FQN A");
+    assert_int_equal(FIND(), 0);
+    assert_int_equal(found, 0);
+    /* the newest of ours wins, wherever it stands */
+    entry(b, sizeof b, "u-b", "ses-1", "2026-01-01T12:00:00+01:00", 0, "FQN A");   /* 11:00Z */
+    entry(b, sizeof b, "u-a", "ses-1", "2026-01-01T11:30:00Z", 0, "FQN A");
+    entry(b, sizeof b, "u-c", "ses-1", "2026-01-01T10:00:00Z", 0, "FQN A");        /* the bound */
+    assert_int_equal(FIND(), 0);
+    assert_int_equal(found, 1);
+    assert_string_equal(id, "u-a");
+    /* an undated entry only when no dated one matches */
+    RESET();
+    entry(b, sizeof b, "u-nodate", "ses-1", NULL, 0, "FQN A");
+    entry(b, sizeof b, "u-dated", "ses-1", "2026-01-01T10:00:01Z", 0, "FQN A");
+    assert_int_equal(FIND(), 0);
+    assert_string_equal(id, "u-dated");
+    RESET();
+    entry(b, sizeof b, "u-nodate", "ses-1", NULL, 0, "FQN A");
+    assert_int_equal(FIND(), 0);
+    assert_int_equal(found, 1);
+    assert_string_equal(id, "u-nodate");
+    /* equal created: the later entry */
+    RESET();
+    entry(b, sizeof b, "u-first", "ses-1", "2026-01-01T11:00:00Z", 0, "FQN A");
+    entry(b, sizeof b, "u-second", "ses-1", "2026-01-01T11:00:00Z", 0, "FQN A");
+    assert_int_equal(FIND(), 0);
+    assert_string_equal(id, "u-second");
+    /* malformed: an entry of ours with a bad id spoils it; another auth_id's junk does not */
+    RESET();
+    entry(b, sizeof b, "../x", "ses-1", "2026-01-01T11:00:00Z", 0, "FQN A");
+    assert_int_equal(FIND(), LCM_E_PROTO);
+    RESET();
+    strcat(b, "{\"auth_id\":\"ses-9\",\"id\":7,\"session_finalized\":\"no\"}");
+    entry(b, sizeof b, "u-ok", "ses-1", "2026-01-01T11:00:00Z", 0, "FQN A");
+    assert_int_equal(FIND(), 0);
+    assert_string_equal(id, "u-ok");
+    /* not a report at all */
+    struct lds_session_info si;
+    char why[128];
+    assert_int_equal(lds_parse_report_find(S("{\"sessions\":[]}"), &q, &si, &found, why,
+                                           sizeof why), LCM_E_PROTO);
+    assert_int_equal(lds_parse_report_find(S("[]"), &q, &si, &found, why, sizeof why),
+                     LCM_E_PROTO);
+    assert_int_equal(lds_parse_report_find(S("{\"lab_sessions\":[]}"), &q, &si, &found, why,
+                                           sizeof why), 0);
+    assert_int_equal(found, 0);
+#undef RESET
+#undef FIND
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_created),         cmocka_unit_test(test_session),
         cmocka_unit_test(test_launch_rewrite),  cmocka_unit_test(test_escape_and_errors),
-        cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_bodies),          cmocka_unit_test(test_report_find),
     };
     return cmocka_run_group_tests_name("lds_parse", tests, NULL, NULL);
 }
