@@ -10,6 +10,7 @@
 
 #include "fsm.h"
 #include "jsonx.h"
+#include "kind_glue.h"
 #include "sha256.h"
 #include "topology.h"
 #include "version.h"
@@ -716,21 +717,15 @@ static cJSON *k_to_json(const void *s)
     return spec_json(s, 1);
 }
 
-/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
- * copy can always be freed). */
-static void *k_clone(const void *st)
+/* Gives c, a bit copy of d, its own copies of what they share (see lcm_kind_glue.own). */
+static int k_own(void *cp, const void *st)
 {
+    struct lcm_definition *c = cp;
     const struct lcm_definition *d = st;
-    struct lcm_definition *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    *c = *d;
-    int rc = 0;
     char **strs[] = { &c->id, &c->name, &c->semver, &c->fqn, &c->description, &c->topology,
                       &c->topology_uri, &c->topology_sha256, &c->req.cml_version_min,
                       &c->req.cml_version_max, &c->grading_ruleset, &c->created_by };
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        rc |= lcm_clone_str(strs[i]);
+    int rc = lcm_clone_strs(strs, sizeof strs / sizeof *strs);
     rc |= lcm_clone_strv(&c->req.node_definitions, &c->req.n_node_definitions);
     rc |= lcm_clone_strv(&c->user_visible_devices, &c->n_user_visible_devices);
     if (d->ports) {
@@ -745,19 +740,17 @@ static void *k_clone(const void *st)
         rc |= !c->ports;
     }
     rc |= lcm_history_clone(&c->history, &d->history);
-    if (rc) {
-        lcm_definition_free(c);
-        return NULL;
-    }
-    return c;
+    return rc;
 }
+
+static const struct lcm_kind_glue glue = {
+    .size = sizeof(struct lcm_definition), .destroy = k_destroy, .own = k_own};
+
+static void *k_clone(const void *st) { return lcm_kind_glue_clone(&glue, st); }
 
 static void k_fields(const void *s, lcm_field_emit_fn emit, void *ud)
 {
-    cJSON *o = spec_json(s, 1);
-    if (o)
-        lcm_jx_emit_fields(o, def_rename, emit, ud);
-    cJSON_Delete(o);
+    lcm_kind_glue_fields(spec_json(s, 1), def_rename, emit, ud);
 }
 
 static void k_indexes(const void *s, lcm_index_emit_fn emit, void *ud)

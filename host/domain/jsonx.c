@@ -199,6 +199,14 @@ int lcm_clone_str(char **p)
     return 0;
 }
 
+int lcm_clone_strs(char **const *strs, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        rc |= lcm_clone_str(strs[i]);
+    return rc;
+}
+
 int lcm_clone_strv(char ***v, uint16_t *n)
 {
     if (!*v)

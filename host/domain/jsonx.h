@@ -43,6 +43,8 @@ int lcm_text_ok(const char *s, size_t maxlen, int allow_space);
  * replaces the borrowed pointer with an owned copy, or with NULL (and a count of 0) when out
  * of memory, so the struct can always be freed afterwards. Return 0 or -1. */
 int lcm_clone_str(char **p);
+/* lcm_clone_str on each of n pointers, all of them even after a failure. */
+int lcm_clone_strs(char **const *strs, size_t n);
 int lcm_clone_strv(char ***v, uint16_t *n);
 
 /* String vectors (owned char *[]). */

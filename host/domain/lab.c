@@ -3,6 +3,7 @@
 #include "lab.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "jsonx.h"
+#include "kind_glue.h"
 
 static const char *const action_names[] = {"start", "stop", "wipe", "delete"};
 
@@ -550,20 +552,14 @@ static void k_destroy(void *s) { lcm_lab_free(s); }
 static uint64_t k_version(const void *s) { return ((const struct lcm_lab *)s)->version; }
 static cJSON *k_to_json(const void *s) { return lab_json(s); }
 
-/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
- * copy can always be freed). */
-static void *k_clone(const void *st)
+/* Gives c, a bit copy of l, its own copies of what they share (see lcm_kind_glue.own). */
+static int k_own(void *cp, const void *st)
 {
+    struct lcm_lab *c = cp;
     const struct lcm_lab *l = st;
-    struct lcm_lab *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    *c = *l;
-    int rc = 0;
     char **strs[] = { &c->id, &c->worker_id, &c->cml_lab_id, &c->title, &c->definition_id,
                       &c->active_session_id, &c->created_by };
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        rc |= lcm_clone_str(strs[i]);
+    int rc = lcm_clone_strs(strs, sizeof strs / sizeof *strs);
     for (uint8_t i = 0; i < c->nruns; i++)
         rc |= lcm_clone_str(&c->runs[i].session_id);
     if (l->ports) {
@@ -577,19 +573,25 @@ static void *k_clone(const void *st)
         rc |= !c->ports;
     }
     rc |= lcm_history_clone(&c->history, &l->history);
-    if (rc) {
-        lcm_lab_free(c);
-        return NULL;
-    }
-    return c;
+    return rc;
 }
+
+static void k_clear(void *s) { lab_clear(s); }
+static int k_load(const cJSON *o, void *s, char *err, size_t errlen)
+{
+    return lab_load(o, s, err, errlen);
+}
+
+static const struct lcm_kind_glue glue = {
+    .size = sizeof(struct lcm_lab), .id_off = offsetof(struct lcm_lab, id),
+    .version_off = offsetof(struct lcm_lab, version), .create = k_create,
+    .destroy = k_destroy, .clear = k_clear, .load = k_load, .own = k_own};
+
+static void *k_clone(const void *st) { return lcm_kind_glue_clone(&glue, st); }
 
 static void k_fields(const void *s, lcm_field_emit_fn emitf, void *ud)
 {
-    cJSON *o = lab_json(s);
-    if (o)
-        lcm_jx_emit_fields(o, NULL, emitf, ud);
-    cJSON_Delete(o);
+    lcm_kind_glue_fields(lab_json(s), NULL, emitf, ud);
 }
 
 static void k_indexes(const void *s, lcm_index_emit_fn emitf, void *ud)
@@ -614,28 +616,7 @@ static void k_indexes(const void *s, lcm_index_emit_fn emitf, void *ud)
 static int k_from_fields(void *state, const char *const *fields, const char *const *values,
                          size_t n, char *err, size_t errlen)
 {
-    struct lcm_lab *l = state;
-    uint64_t version;
-    cJSON *o = lcm_jx_from_fields(fields, values, n, NULL, &version);
-    struct lcm_lab *nl = lcm_lab_new(NULL);
-    int rc = -1;
-    if (!o || !nl) {
-        lcm_errf(err, errlen, "out of memory");
-        goto out;
-    }
-    if (lab_load(o, nl, err, errlen))
-        goto out;
-    nl->version = version;
-    nl->id = l->id;
-    l->id = NULL;
-    lab_clear(l);
-    *l = *nl;
-    memset(nl, 0, sizeof *nl);
-    rc = 0;
-out:
-    lcm_lab_free(nl);
-    cJSON_Delete(o);
-    return rc;
+    return lcm_kind_glue_from_fields(&glue, state, fields, values, n, err, errlen);
 }
 
 const struct lcm_kind lcm_kind_lab = {

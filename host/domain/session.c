@@ -3,6 +3,7 @@
 #include "session.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "definition.h"
 #include "jsonx.h"
+#include "kind_glue.h"
 #include "rfc3339.h"
 #include "session_time.h"
 
@@ -931,16 +933,11 @@ static void k_destroy(void *st) { lcm_session_free(st); }
 static uint64_t k_version(const void *st) { return ((const struct lcm_session *)st)->version; }
 static cJSON *k_to_json(const void *st) { return ss_json(st); }
 
-/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
- * copy can always be freed). */
-static void *k_clone(const void *st)
+/* Gives c, a bit copy of s, its own copies of what they share (see lcm_kind_glue.own). */
+static int k_own(void *cp, const void *st)
 {
+    struct lcm_session *c = cp;
     const struct lcm_session *s = st;
-    struct lcm_session *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    *c = *s;
-    int rc = 0;
     char **strs[] = { &c->id, &c->definition_id, &c->definition_name, &c->definition_version,
                       &c->owner, &c->reservation_id, &c->desired_reason, &c->desired_by,
                       &c->worker_id, &c->lab_record_id, &c->cml_lab_id,
@@ -948,8 +945,7 @@ static void *k_clone(const void *st)
                       &c->user_session.devices_json, &c->user_session.status,
                       &c->grading.grading_session_id, &c->grading.status,
                       &c->score.sections_json, &c->created_by };
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        rc |= lcm_clone_str(strs[i]);
+    int rc = lcm_clone_strs(strs, sizeof strs / sizeof *strs);
     for (int i = 0; i < LCM_STEP__COUNT; i++)
         rc |= lcm_clone_str(&c->steps[i].error);
     if (s->ports) {
@@ -963,19 +959,25 @@ static void *k_clone(const void *st)
         rc |= !c->ports;
     }
     rc |= lcm_history_clone(&c->history, &s->history);
-    if (rc) {
-        lcm_session_free(c);
-        return NULL;
-    }
-    return c;
+    return rc;
 }
+
+static void k_clear(void *st) { ss_clear(st); }
+static int k_load(const cJSON *o, void *st, char *err, size_t errlen)
+{
+    return ss_load(o, st, err, errlen);
+}
+
+static const struct lcm_kind_glue glue = {
+    .size = sizeof(struct lcm_session), .id_off = offsetof(struct lcm_session, id),
+    .version_off = offsetof(struct lcm_session, version), .create = k_create,
+    .destroy = k_destroy, .clear = k_clear, .load = k_load, .own = k_own};
+
+static void *k_clone(const void *st) { return lcm_kind_glue_clone(&glue, st); }
 
 static void k_fields(const void *st, lcm_field_emit_fn emitf, void *ud)
 {
-    cJSON *o = ss_json(st);
-    if (o)
-        lcm_jx_emit_fields(o, NULL, emitf, ud);
-    cJSON_Delete(o);
+    lcm_kind_glue_fields(ss_json(st), NULL, emitf, ud);
 }
 
 static void k_indexes(const void *st, lcm_index_emit_fn emitf, void *ud)
@@ -1003,28 +1005,7 @@ static void k_indexes(const void *st, lcm_index_emit_fn emitf, void *ud)
 static int k_from_fields(void *state, const char *const *fields, const char *const *values,
                          size_t n, char *err, size_t errlen)
 {
-    struct lcm_session *s = state;
-    uint64_t version;
-    cJSON *o = lcm_jx_from_fields(fields, values, n, NULL, &version);
-    struct lcm_session *ns = lcm_session_new(NULL);
-    int rc = -1;
-    if (!o || !ns) {
-        lcm_errf(err, errlen, "out of memory");
-        goto out;
-    }
-    if (ss_load(o, ns, err, errlen))
-        goto out;
-    ns->version = version;
-    ns->id = s->id;
-    s->id = NULL;
-    ss_clear(s);
-    *s = *ns;
-    memset(ns, 0, sizeof *ns);
-    rc = 0;
-out:
-    lcm_session_free(ns);
-    cJSON_Delete(o);
-    return rc;
+    return lcm_kind_glue_from_fields(&glue, state, fields, values, n, err, errlen);
 }
 
 const struct lcm_kind lcm_kind_session = {

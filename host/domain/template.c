@@ -12,6 +12,7 @@
 
 #include "definition.h"
 #include "jsonx.h"
+#include "kind_glue.h"
 
 struct lcm_template *lcm_template_new(const char *id)
 {
@@ -426,35 +427,28 @@ static int k_apply(void *state, const struct lcm_event *ev, char *err, size_t er
 
 static cJSON *k_to_json(const void *s) { return tpl_json(s, 1); }
 
-/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
- * copy can always be freed). */
-static void *k_clone(const void *st)
+/* Gives c, a bit copy of st, its own copies of what they share (see lcm_kind_glue.own);
+ * all of a template's pointers are reached from c itself. */
+static int k_own(void *cp, const void *st)
 {
-    const struct lcm_template *t = st;
-    struct lcm_template *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    *c = *t;
-    int rc = 0;
+    struct lcm_template *c = cp;
+    (void)st;
     char **strs[] = { &c->id, &c->name, &c->description, &c->instance_type,
                       &c->ami_name_pattern, &c->region, &c->subnet_id, &c->key_name,
                       &c->tags_json, &c->regions_json, &c->created_by };
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        rc |= lcm_clone_str(strs[i]);
+    int rc = lcm_clone_strs(strs, sizeof strs / sizeof *strs);
     rc |= lcm_clone_strv(&c->security_group_ids, &c->n_security_group_ids);
-    if (rc) {
-        lcm_template_free(c);
-        return NULL;
-    }
-    return c;
+    return rc;
 }
+
+static const struct lcm_kind_glue glue = {
+    .size = sizeof(struct lcm_template), .destroy = k_destroy, .own = k_own};
+
+static void *k_clone(const void *st) { return lcm_kind_glue_clone(&glue, st); }
 
 static void k_fields(const void *s, lcm_field_emit_fn emit, void *ud)
 {
-    cJSON *o = tpl_json(s, 1);
-    if (o)
-        lcm_jx_emit_fields(o, NULL, emit, ud);
-    cJSON_Delete(o);
+    lcm_kind_glue_fields(tpl_json(s, 1), NULL, emit, ud);
 }
 
 static void k_indexes(const void *s, lcm_index_emit_fn emit, void *ud)

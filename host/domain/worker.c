@@ -3,6 +3,7 @@
 #include "worker.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "definition.h"
 #include "jsonx.h"
+#include "kind_glue.h"
 #include "template.h"
 #include "version.h"
 
@@ -945,22 +947,16 @@ static void k_destroy(void *s) { lcm_worker_free(s); }
 static uint64_t k_version(const void *s) { return ((const struct lcm_worker *)s)->version; }
 static cJSON *k_to_json(const void *s) { return wk_json(s); }
 
-/* Bit copy, then every owned pointer replaced by a copy (NULL when out of memory, so the
- * copy can always be freed). */
-static void *k_clone(const void *st)
+/* Gives c, a bit copy of w, its own copies of what they share (see lcm_kind_glue.own). */
+static int k_own(void *cp, const void *st)
 {
+    struct lcm_worker *c = cp;
     const struct lcm_worker *w = st;
-    struct lcm_worker *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    *c = *w;
-    int rc = 0;
     char **strs[] = { &c->id, &c->name, &c->region, &c->template_name, &c->instance_id,
                       &c->instance_type, &c->ami_id, &c->private_ip, &c->public_ip,
                       &c->endpoint, &c->license.status, &c->cml.version, &c->drain.reason,
                       &c->created_by };
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
-        rc |= lcm_clone_str(strs[i]);
+    int rc = lcm_clone_strs(strs, sizeof strs / sizeof *strs);
     rc |= lcm_clone_strv(&c->cml.node_definitions, &c->cml.n_node_definitions);
     if (w->sessions) {
         c->sessions = malloc((w->cap_sessions ? w->cap_sessions : 1) * sizeof *c->sessions);
@@ -974,19 +970,25 @@ static void *k_clone(const void *st)
     }
     rc |= lcm_ports_clone(&c->ports, &w->ports) != 0;
     rc |= lcm_history_clone(&c->history, &w->history);
-    if (rc) {
-        lcm_worker_free(c);
-        return NULL;
-    }
-    return c;
+    return rc;
 }
+
+static void k_clear(void *s) { wk_clear(s); }
+static int k_load(const cJSON *o, void *s, char *err, size_t errlen)
+{
+    return wk_load(o, s, err, errlen);
+}
+
+static const struct lcm_kind_glue glue = {
+    .size = sizeof(struct lcm_worker), .id_off = offsetof(struct lcm_worker, id),
+    .version_off = offsetof(struct lcm_worker, version), .create = k_create,
+    .destroy = k_destroy, .clear = k_clear, .load = k_load, .own = k_own};
+
+static void *k_clone(const void *st) { return lcm_kind_glue_clone(&glue, st); }
 
 static void k_fields(const void *s, lcm_field_emit_fn emitf, void *ud)
 {
-    cJSON *o = wk_json(s);
-    if (o)
-        lcm_jx_emit_fields(o, NULL, emitf, ud);
-    cJSON_Delete(o);
+    lcm_kind_glue_fields(wk_json(s), NULL, emitf, ud);
 }
 
 static void k_indexes(const void *s, lcm_index_emit_fn emitf, void *ud)
@@ -1015,29 +1017,7 @@ static void k_indexes(const void *s, lcm_index_emit_fn emitf, void *ud)
 static int k_from_fields(void *state, const char *const *fields, const char *const *values,
                          size_t n, char *err, size_t errlen)
 {
-    struct lcm_worker *w = state;
-    uint64_t version;
-    cJSON *o = lcm_jx_from_fields(fields, values, n, NULL, &version);
-    struct lcm_worker *nw = lcm_worker_new(NULL);
-    int rc = -1;
-    if (!o || !nw) {
-        lcm_errf(err, errlen, "out of memory");
-        goto out;
-    }
-    if (wk_load(o, nw, err, errlen))
-        goto out;
-    nw->version = version;
-    nw->id = w->id;
-    w->id = NULL;
-    wk_clear(w);
-    *w = *nw;
-    nw->id = NULL;
-    memset(nw, 0, sizeof *nw);
-    rc = 0;
-out:
-    lcm_worker_free(nw);
-    cJSON_Delete(o);
-    return rc;
+    return lcm_kind_glue_from_fields(&glue, state, fields, values, n, err, errlen);
 }
 
 const struct lcm_kind lcm_kind_worker = {
