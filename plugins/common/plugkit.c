@@ -215,3 +215,26 @@ int lcm_pk_rfc3339_us(const char *s, int need_offset, int64_t *us)
     *us = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off) * 1000000 + frac;
     return 0;
 }
+
+/* ---- error text for log lines -------------------------------------------------------- */
+
+void lcm_pk_append_printable(char *out, size_t cap, size_t *o, const char *s)
+{
+    for (; s && *s && *o + 1 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        out[(*o)++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
+    }
+    out[*o] = '\0';
+}
+
+void lcm_pk_printable_prefix(const char *body, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 160 && o + 1 < cap; i++) {
+        unsigned char c = (unsigned char)body[i];
+        out[o++] = c < 0x20 || c >= 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+}

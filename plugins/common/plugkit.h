@@ -59,4 +59,12 @@ void lcm_pk_log_op_error(const struct lcm_host_services *hs, struct lcm_host *h,
  * an offset it is UTC unless need_offset (then refused). 0, or -1 (*us untouched). */
 int lcm_pk_rfc3339_us(const char *s, int need_offset, int64_t *us);
 
+/* Appends s to out at *o (out has cap bytes and stays NUL-terminated) with control
+ * characters, DEL, '"' and '\\' as spaces: remote error text made safe for a log line. */
+void lcm_pk_append_printable(char *out, size_t cap, size_t *o, const char *s);
+
+/* out = the first 160 bytes of a body that is not JSON (proxies answer HTML or plain text) as
+ * printable ASCII, everything else as spaces, trailing spaces dropped. */
+void lcm_pk_printable_prefix(const char *body, size_t len, char *out, size_t cap);
+
 #endif

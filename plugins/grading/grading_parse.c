@@ -2,6 +2,7 @@
  * checked result or LCM_E_PROTO out) for token, Session and error answers, plus the create
  * body and percent-encoding. */
 #include "grading_parse.h"
+#include "plugkit.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -101,15 +102,6 @@ out:
     return rc;
 }
 
-static void append_text(char *out, size_t cap, size_t *o, const char *s)
-{
-    for (; s && *s && *o + 1 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        out[(*o)++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
-    }
-    out[*o] = '\0';
-}
-
 void grd_parse_error_text(const char *body, size_t len, char *out, size_t cap)
 {
     if (!out || cap == 0)
@@ -125,8 +117,8 @@ void grd_parse_error_text(const char *body, size_t len, char *out, size_t cap)
         for (int i = 0; keys[i]; i++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
             if (cJSON_IsString(v) && v->valuestring && v->valuestring[0]) {
-                append_text(out, cap, &o, o ? ": " : "");
-                append_text(out, cap, &o, v->valuestring);
+                lcm_pk_append_printable(out, cap, &o, o ? ": " : "");
+                lcm_pk_append_printable(out, cap, &o, v->valuestring);
             }
         }
         const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors"), *e, *m;
@@ -134,33 +126,27 @@ void grd_parse_error_text(const char *body, size_t len, char *out, size_t cap)
         if (cJSON_IsObject(errs)) {
             cJSON_ArrayForEach(e, errs)
             {
-                append_text(out, cap, &o, first ? " (" : "; ");
+                lcm_pk_append_printable(out, cap, &o, first ? " (" : "; ");
                 first = 0;
-                append_text(out, cap, &o, e->string);
+                lcm_pk_append_printable(out, cap, &o, e->string);
                 if (cJSON_IsArray(e)) {
                     cJSON_ArrayForEach(m, e)
                     {
                         if (cJSON_IsString(m)) {
-                            append_text(out, cap, &o, " ");
-                            append_text(out, cap, &o, m->valuestring);
+                            lcm_pk_append_printable(out, cap, &o, " ");
+                            lcm_pk_append_printable(out, cap, &o, m->valuestring);
                         }
                     }
                 }
             }
             if (!first)
-                append_text(out, cap, &o, ")");
+                lcm_pk_append_printable(out, cap, &o, ")");
         }
         cJSON_Delete(j);
         return;
     }
     cJSON_Delete(j);
-    for (size_t i = 0; i < len && i < 160 && o + 1 < cap; i++) {
-        unsigned char c = (unsigned char)body[i];
-        out[o++] = c < 0x20 || c >= 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
+    lcm_pk_printable_prefix(body, len, out, cap);
 }
 
 /* The part with id part_id (NULL: the first) of a Session object, or NULL. */
@@ -222,7 +208,7 @@ static void copy_str(char *dst, size_t cap, const cJSON *v)
     dst[0] = '\0';
     if (cJSON_IsString(v) && v->valuestring) {
         size_t o = 0;
-        append_text(dst, cap, &o, v->valuestring);
+        lcm_pk_append_printable(dst, cap, &o, v->valuestring);
     }
 }
 

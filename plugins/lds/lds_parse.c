@@ -344,16 +344,6 @@ out:
     return rc;
 }
 
-/* Appends printable text of s to out (at *o), replacing controls and quotes. */
-static void append_text(char *out, size_t cap, size_t *o, const char *s)
-{
-    for (; s && *s && *o + 1 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        out[(*o)++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
-    }
-    out[*o] = '\0';
-}
-
 void lds_parse_error_text(const char *body, size_t len, char *out, size_t cap)
 {
     if (!out || cap == 0)
@@ -368,37 +358,29 @@ void lds_parse_error_text(const char *body, size_t len, char *out, size_t cap)
         if (!cJSON_IsString(m))
             m = cJSON_GetObjectItemCaseSensitive(j, "detail");
         if (cJSON_IsString(m))
-            append_text(out, cap, &o, m->valuestring);
+            lcm_pk_append_printable(out, cap, &o, m->valuestring);
         const cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors");
         const cJSON *e;
         int first = 1;
         if (cJSON_IsObject(errs)) {
             cJSON_ArrayForEach(e, errs)
             {
-                append_text(out, cap, &o, first ? (o ? " (" : "(") : ", ");
+                lcm_pk_append_printable(out, cap, &o, first ? (o ? " (" : "(") : ", ");
                 first = 0;
-                append_text(out, cap, &o, e->string);
+                lcm_pk_append_printable(out, cap, &o, e->string);
                 if (cJSON_IsString(e)) {
-                    append_text(out, cap, &o, ": ");
-                    append_text(out, cap, &o, e->valuestring);
+                    lcm_pk_append_printable(out, cap, &o, ": ");
+                    lcm_pk_append_printable(out, cap, &o, e->valuestring);
                 }
             }
             if (!first)
-                append_text(out, cap, &o, ")");
+                lcm_pk_append_printable(out, cap, &o, ")");
         }
         cJSON_Delete(j);
         return;
     }
     cJSON_Delete(j);
-    /* Not JSON: the start of the body as printable text (proxies answer HTML/plain text). */
-    size_t n = len < cap - 1 ? len : cap - 1;
-    for (size_t i = 0; i < n && i < 160; i++) {
-        unsigned char c = (unsigned char)body[i];
-        out[o++] = c < 0x20 || c >= 0x7f || c == '"' || c == '\\' ? ' ' : (char)c;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
+    lcm_pk_printable_prefix(body, len, out, cap);
 }
 
 int lds_path_escape(const char *s, char *out, size_t cap)
