@@ -3,6 +3,8 @@
  * log line). Plugins cannot link host libraries, so this is linked statically into each. */
 #include "plugkit.h"
 
+#include <cjson/cJSON.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,4 +239,28 @@ void lcm_pk_printable_prefix(const char *body, size_t len, char *out, size_t cap
     while (o > 0 && out[o - 1] == ' ')
         o--;
     out[o] = '\0';
+}
+
+/* ---- JSON answers --------------------------------------------------------------------- */
+
+void lcm_pk_set_why(char *why, size_t whylen, const char *msg)
+{
+    if (why && whylen)
+        snprintf(why, whylen, "%s", msg);
+}
+
+cJSON *lcm_pk_json_parse(const char *body, size_t len, size_t max, char *why, size_t whylen)
+{
+    if (!body || len == 0) {
+        lcm_pk_set_why(why, whylen, "empty body");
+        return NULL;
+    }
+    if (len > max) {
+        lcm_pk_set_why(why, whylen, "body too large");
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j)
+        lcm_pk_set_why(why, whylen, "not JSON");
+    return j;
 }

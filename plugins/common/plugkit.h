@@ -67,4 +67,14 @@ void lcm_pk_append_printable(char *out, size_t cap, size_t *o, const char *s);
  * printable ASCII, everything else as spaces, trailing spaces dropped. */
 void lcm_pk_printable_prefix(const char *body, size_t len, char *out, size_t cap);
 
+struct cJSON;
+
+/* Copies msg into why (why may be NULL): the reason a parser gives with its error. */
+void lcm_pk_set_why(char *why, size_t whylen, const char *msg);
+
+/* A remote answer's body parsed as JSON: NULL with why "empty body", "body too large" (over
+ * max bytes) or "not JSON". The caller deletes the tree. */
+struct cJSON *lcm_pk_json_parse(const char *body, size_t len, size_t max, char *why,
+                                size_t whylen);
+
 #endif

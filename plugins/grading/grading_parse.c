@@ -15,28 +15,6 @@
 
 #define GRD_MAX_BODY (8u << 20)
 
-static void set_why(char *why, size_t whylen, const char *msg)
-{
-    if (why && whylen)
-        snprintf(why, whylen, "%s", msg);
-}
-
-static cJSON *parse(const char *body, size_t len, char *why, size_t whylen)
-{
-    if (!body || len == 0) {
-        set_why(why, whylen, "empty body");
-        return NULL;
-    }
-    if (len > GRD_MAX_BODY) {
-        set_why(why, whylen, "body too large");
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j)
-        set_why(why, whylen, "not JSON");
-    return j;
-}
-
 static const cJSON *member(const cJSON *o, const char *k)
 {
     return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
@@ -45,7 +23,7 @@ static const cJSON *member(const cJSON *o, const char *k)
 int grd_parse_token(const char *body, size_t len, char *tok, size_t cap, long *expires_in_s,
                     char *why, size_t whylen)
 {
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, GRD_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
@@ -53,24 +31,24 @@ int grd_parse_token(const char *body, size_t len, char *tok, size_t cap, long *e
     const cJSON *tt = member(j, "token_type");
     const cJSON *ex = member(j, "expires_in");
     if (!cJSON_IsString(at) || !at->valuestring || !at->valuestring[0]) {
-        set_why(why, whylen, "token answer has no access_token");
+        lcm_pk_set_why(why, whylen, "token answer has no access_token");
         goto out;
     }
     size_t n = strlen(at->valuestring);
     if (n > GRD_MAX_TOKEN || n + 1 > cap) {
-        set_why(why, whylen, "access_token too long");
+        lcm_pk_set_why(why, whylen, "access_token too long");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)at->valuestring[i];
         if (c <= 0x20 || c >= 0x7f) {
-            set_why(why, whylen, "access_token has characters not allowed in a header");
+            lcm_pk_set_why(why, whylen, "access_token has characters not allowed in a header");
             goto out;
         }
     }
     if (tt && !cJSON_IsNull(tt) &&
         !(cJSON_IsString(tt) && tt->valuestring && strcasecmp(tt->valuestring, "bearer") == 0)) {
-        set_why(why, whylen, "token_type is not Bearer");
+        lcm_pk_set_why(why, whylen, "token_type is not Bearer");
         goto out;
     }
     double ttl = GRD_DEFAULT_TTL_S;
@@ -80,11 +58,11 @@ int grd_parse_token(const char *body, size_t len, char *tok, size_t cap, long *e
         char *end;
         ttl = strtod(ex->valuestring, &end);
         if (end == ex->valuestring || *end) {
-            set_why(why, whylen, "expires_in is not a number");
+            lcm_pk_set_why(why, whylen, "expires_in is not a number");
             goto out;
         }
     } else if (ex && !cJSON_IsNull(ex)) {
-        set_why(why, whylen, "expires_in is not a number");
+        lcm_pk_set_why(why, whylen, "expires_in is not a number");
         goto out;
     }
     if (!isfinite(ttl) || ttl < 1)
@@ -171,19 +149,19 @@ int grd_parse_session_part(const char *body, size_t len, const char *part_id, ch
                            size_t cap, int *has_part, char *why, size_t whylen)
 {
     *has_part = 0;
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, GRD_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     const cJSON *sid = member(j, "id");
     if (!cJSON_IsString(sid) || !sid->valuestring || !sid->valuestring[0] ||
         strlen(sid->valuestring) > GRD_MAX_ID || strlen(sid->valuestring) + 1 > cap) {
-        set_why(why, whylen, "session has no usable id");
+        lcm_pk_set_why(why, whylen, "session has no usable id");
         goto out;
     }
     const cJSON *parts = member(j, "parts");
     if (parts && !cJSON_IsArray(parts) && !cJSON_IsNull(parts)) {
-        set_why(why, whylen, "parts is not an array");
+        lcm_pk_set_why(why, whylen, "parts is not an array");
         goto out;
     }
     memcpy(id, sid->valuestring, strlen(sid->valuestring) + 1);
@@ -224,17 +202,17 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
                      struct grd_result_buf *out, char *why, size_t whylen)
 {
     memset(out, 0, sizeof *out);
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, GRD_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     if (!cJSON_IsObject(j)) {
-        set_why(why, whylen, "session is not an object");
+        lcm_pk_set_why(why, whylen, "session is not an object");
         goto out;
     }
     const cJSON *part = find_part(j, part_id);
     if (!part) {
-        set_why(why, whylen, part_id ? "session has no such part" : "session has no part");
+        lcm_pk_set_why(why, whylen, part_id ? "session has no such part" : "session has no part");
         goto out;
     }
     copy_str(out->part_id, sizeof out->part_id, member(part, "id"));
@@ -249,17 +227,17 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
     r->passed = -1;
     const cJSON *rep = member(part, "scoreReport");
     if (rep && !cJSON_IsObject(rep) && !cJSON_IsNull(rep)) {
-        set_why(why, whylen, "scoreReport is not an object");
+        lcm_pk_set_why(why, whylen, "scoreReport is not an object");
         goto out;
     }
     int graded = strcasecmp(out->status, "Graded") == 0;
     if (graded && !cJSON_IsObject(rep)) {
-        set_why(why, whylen, "part is Graded without a scoreReport");
+        lcm_pk_set_why(why, whylen, "part is Graded without a scoreReport");
         goto out;
     }
     if (cJSON_IsObject(rep) && !r->failed) {
         if (!num_member(rep, "score", &r->score) || !num_member(rep, "maxScore", &r->max_score)) {
-            set_why(why, whylen, "scoreReport without numeric score/maxScore");
+            lcm_pk_set_why(why, whylen, "scoreReport without numeric score/maxScore");
             goto out;
         }
         const cJSON *vars = member(rep, "variables");
@@ -272,12 +250,12 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
             r->passed = r->score >= r->cut_score;
         const cJSON *secs = member(rep, "sections"), *s;
         if (secs && !cJSON_IsArray(secs) && !cJSON_IsNull(secs)) {
-            set_why(why, whylen, "sections is not an array");
+            lcm_pk_set_why(why, whylen, "sections is not an array");
             goto out;
         }
         size_t n = cJSON_IsArray(secs) ? (size_t)cJSON_GetArraySize(secs) : 0;
         if (n > GRD_MAX_SECTIONS) {
-            set_why(why, whylen, "too many sections");
+            lcm_pk_set_why(why, whylen, "too many sections");
             goto out;
         }
         if (n) {
@@ -285,7 +263,7 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
             out->sec_ids = calloc(n, sizeof *out->sec_ids);
             if (!out->secs || !out->sec_ids) {
                 grd_result_free(out);
-                set_why(why, whylen, "out of memory");
+                lcm_pk_set_why(why, whylen, "out of memory");
                 rc = LCM_E_NOMEM;
                 goto out;
             }
@@ -295,7 +273,7 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
         {
             if (!cJSON_IsObject(s)) {
                 grd_result_free(out);
-                set_why(why, whylen, "section is not an object");
+                lcm_pk_set_why(why, whylen, "section is not an object");
                 goto out;
             }
             copy_str(out->sec_ids[i], sizeof out->sec_ids[i], member(s, "id"));

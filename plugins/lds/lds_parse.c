@@ -14,28 +14,6 @@
 
 #define LDS_MAX_BODY (8u << 20)
 
-static void set_why(char *why, size_t whylen, const char *msg)
-{
-    if (why && whylen)
-        snprintf(why, whylen, "%s", msg);
-}
-
-static cJSON *parse(const char *body, size_t len, char *why, size_t whylen)
-{
-    if (!body || len == 0) {
-        set_why(why, whylen, "empty body");
-        return NULL;
-    }
-    if (len > LDS_MAX_BODY) {
-        set_why(why, whylen, "body too large");
-        return NULL;
-    }
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    if (!j)
-        set_why(why, whylen, "not JSON");
-    return j;
-}
-
 int lds_id_ok(const char *id)
 {
     size_t n = id ? strlen(id) : 0;
@@ -61,13 +39,13 @@ static const char *str_member(const cJSON *o, const char *k, size_t cap)
 int lds_parse_created(const char *body, size_t len, char *id, size_t cap, char *why,
                       size_t whylen)
 {
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, LDS_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     char cand[LDS_MAX_ID + 1] = "";
     if (!cJSON_IsObject(j)) {
-        set_why(why, whylen, "creation answer is not an object");
+        lcm_pk_set_why(why, whylen, "creation answer is not an object");
         goto out;
     }
     const char *sid = str_member(j, "session_id", sizeof cand);
@@ -91,11 +69,11 @@ int lds_parse_created(const char *body, size_t len, char *id, size_t cap, char *
         }
     }
     if (!lds_id_ok(cand)) {
-        set_why(why, whylen, "creation answer has no usable session_id");
+        lcm_pk_set_why(why, whylen, "creation answer has no usable session_id");
         goto out;
     }
     if (strlen(cand) + 1 > cap) {
-        set_why(why, whylen, "session id too long");
+        lcm_pk_set_why(why, whylen, "session id too long");
         goto out;
     }
     memcpy(id, cand, strlen(cand) + 1);
@@ -129,40 +107,40 @@ int lds_parse_session(const char *body, size_t len, struct lds_session_info *out
                       size_t whylen)
 {
     memset(out, 0, sizeof *out);
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, LDS_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     if (!cJSON_IsObject(j)) {
-        set_why(why, whylen, "session is not an object");
+        lcm_pk_set_why(why, whylen, "session is not an object");
         goto out;
     }
     const char *id = str_member(j, "id", sizeof out->id);
     if (!id || !lds_id_ok(id)) {
-        set_why(why, whylen, "session has no usable id");
+        lcm_pk_set_why(why, whylen, "session has no usable id");
         goto out;
     }
     snprintf(out->id, sizeof out->id, "%s", id);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "state");
     if (cJSON_IsString(st) && st->valuestring) {
         if (strlen(st->valuestring) > LDS_MAX_STATE) {
-            set_why(why, whylen, "session state too long");
+            lcm_pk_set_why(why, whylen, "session state too long");
             goto out;
         }
         snprintf(out->state, sizeof out->state, "%s", st->valuestring);
     } else if (st && !cJSON_IsNull(st)) {
-        set_why(why, whylen, "session state is not a string");
+        lcm_pk_set_why(why, whylen, "session state is not a string");
         goto out;
     }
     const cJSON *fin = cJSON_GetObjectItemCaseSensitive(j, "is_finalized");
     if (fin && !cJSON_IsBool(fin) && !cJSON_IsNull(fin)) {
-        set_why(why, whylen, "is_finalized is not a boolean");
+        lcm_pk_set_why(why, whylen, "is_finalized is not a boolean");
         goto out;
     }
     out->is_finalized = cJSON_IsTrue(fin);
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(j, "session_parts");
     if (parts && !cJSON_IsArray(parts) && !cJSON_IsNull(parts)) {
-        set_why(why, whylen, "session_parts is not an array");
+        lcm_pk_set_why(why, whylen, "session_parts is not an array");
         goto out;
     }
     current_part_state(j, parts, out);
@@ -190,29 +168,29 @@ static int report_entry(const cJSON *e, const struct lds_find_query *q,
     memset(info, 0, sizeof *info);
     const char *id = str_member(e, "id", sizeof info->id);
     if (!id || !lds_id_ok(id)) {
-        set_why(why, whylen, "report session has no usable id");
+        lcm_pk_set_why(why, whylen, "report session has no usable id");
         return -1;
     }
     snprintf(info->id, sizeof info->id, "%s", id);
     int fin = opt_bool(e, "session_finalized"), fin2 = opt_bool(e, "is_finalized");
     if (fin < 0 || fin2 < 0) {
-        set_why(why, whylen, "report session_finalized is not a boolean");
+        lcm_pk_set_why(why, whylen, "report session_finalized is not a boolean");
         return -1;
     }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(e, "session_state");
     if (cJSON_IsString(st) && st->valuestring) {
         if (strlen(st->valuestring) > LDS_MAX_STATE) {
-            set_why(why, whylen, "report session_state too long");
+            lcm_pk_set_why(why, whylen, "report session_state too long");
             return -1;
         }
         snprintf(info->state, sizeof info->state, "%s", st->valuestring);
     } else if (st && !cJSON_IsNull(st)) {
-        set_why(why, whylen, "report session_state is not a string");
+        lcm_pk_set_why(why, whylen, "report session_state is not a string");
         return -1;
     }
     const cJSON *parts = cJSON_GetObjectItemCaseSensitive(e, "session_parts");
     if (parts && !cJSON_IsArray(parts) && !cJSON_IsNull(parts)) {
-        set_why(why, whylen, "report session_parts is not an array");
+        lcm_pk_set_why(why, whylen, "report session_parts is not an array");
         return -1;
     }
     /* No parts listed: LDS's own fqn filter is all there is to go by. */
@@ -221,7 +199,7 @@ static int report_entry(const cJSON *e, const struct lds_find_query *q,
     cJSON_ArrayForEach(p, plist)
     {
         if (!cJSON_IsObject(p)) {
-            set_why(why, whylen, "report session part is not an object");
+            lcm_pk_set_why(why, whylen, "report session part is not an object");
             return -1;
         }
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "form_qualified_name");
@@ -246,10 +224,10 @@ int lds_parse_report_find(const char *body, size_t len, const struct lds_find_qu
     *found = 0;
     if (!q || !q->auth_id || !q->fqn || q->created_after_ms < 0 ||
         q->created_after_ms > LDS_MAX_TIME_MS) {
-        set_why(why, whylen, "bad query");
+        lcm_pk_set_why(why, whylen, "bad query");
         return LCM_E_INVAL;
     }
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, LDS_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO, best_dated = 0;
@@ -257,14 +235,14 @@ int lds_parse_report_find(const char *body, size_t len, const struct lds_find_qu
     const cJSON *list = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "lab_sessions")
                                           : NULL;
     if (!cJSON_IsArray(list)) {
-        set_why(why, whylen, "report has no lab_sessions array");
+        lcm_pk_set_why(why, whylen, "report has no lab_sessions array");
         goto out;
     }
     const cJSON *e;
     cJSON_ArrayForEach(e, list)
     {
         if (!cJSON_IsObject(e)) {
-            set_why(why, whylen, "report entry is not an object");
+            lcm_pk_set_why(why, whylen, "report entry is not an object");
             goto out;
         }
         const cJSON *aid = cJSON_GetObjectItemCaseSensitive(e, "auth_id");
@@ -298,17 +276,17 @@ out:
 int lds_parse_launch_url(const char *body, size_t len, char *url, size_t cap, char *why,
                          size_t whylen)
 {
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, LDS_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     const cJSON *u = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "url") : NULL;
     if (!cJSON_IsString(u) || !u->valuestring || !u->valuestring[0]) {
-        set_why(why, whylen, "launch answer has no url");
+        lcm_pk_set_why(why, whylen, "launch answer has no url");
         goto out;
     }
     if (strlen(u->valuestring) + 1 > cap || strlen(u->valuestring) > LDS_MAX_URL) {
-        set_why(why, whylen, "launch url too long");
+        lcm_pk_set_why(why, whylen, "launch url too long");
         goto out;
     }
     memcpy(url, u->valuestring, strlen(u->valuestring) + 1);
@@ -321,19 +299,19 @@ out:
 int lds_parse_devices(const char *body, size_t len, size_t *n, char *why, size_t whylen)
 {
     *n = 0;
-    cJSON *j = parse(body, len, why, whylen);
+    cJSON *j = lcm_pk_json_parse(body, len, LDS_MAX_BODY, why, whylen);
     if (!j)
         return LCM_E_PROTO;
     int rc = LCM_E_PROTO;
     if (!cJSON_IsArray(j)) {
-        set_why(why, whylen, "devices answer is not an array");
+        lcm_pk_set_why(why, whylen, "devices answer is not an array");
         goto out;
     }
     const cJSON *d;
     cJSON_ArrayForEach(d, j)
     {
         if (!cJSON_IsObject(d)) {
-            set_why(why, whylen, "device is not an object");
+            lcm_pk_set_why(why, whylen, "device is not an object");
             goto out;
         }
         (*n)++;
@@ -428,11 +406,11 @@ int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t 
     const char *rest;
     int fe = frontend && *frontend;
     if (!url || !*url || !out || cap == 0) {
-        set_why(why, whylen, "empty launch url");
+        lcm_pk_set_why(why, whylen, "empty launch url");
         return -1;
     }
     if (fe && (!http_scheme(frontend) || !url_chars_ok(frontend))) {
-        set_why(why, whylen, "frontend url is not an http(s) URL");
+        lcm_pk_set_why(why, whylen, "frontend url is not an http(s) URL");
         return -1;
     }
     if (url[0] == '/' && url[1] != '/') {
@@ -445,14 +423,14 @@ int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t 
             rest = h + strcspn(h, "/?#");  /* path after the origin (may be "") */
         }
     } else {
-        set_why(why, whylen, "launch url is neither http(s) nor relative");
+        lcm_pk_set_why(why, whylen, "launch url is neither http(s) nor relative");
         return -1;
     }
     int n;
     if (!rest) {
         n = snprintf(out, cap, "%s", url);
     } else if (!fe) {
-        set_why(why, whylen, "relative launch url and no frontend url configured");
+        lcm_pk_set_why(why, whylen, "relative launch url and no frontend url configured");
         return -1;
     } else {
         size_t fl = strlen(frontend);
@@ -464,11 +442,11 @@ int lds_launch_rewrite(const char *url, const char *frontend, char *out, size_t 
             n = snprintf(out, cap, "%.*s%s", (int)fl, frontend, rest);
     }
     if (n < 0 || (size_t)n >= cap || (size_t)n > LDS_MAX_URL) {
-        set_why(why, whylen, "launch url too long");
+        lcm_pk_set_why(why, whylen, "launch url too long");
         return -1;
     }
     if (!url_chars_ok(out) || !http_scheme(out)) {
-        set_why(why, whylen, "launch url has characters not allowed in a URL");
+        lcm_pk_set_why(why, whylen, "launch url has characters not allowed in a URL");
         return -1;
     }
     return 0;
