@@ -264,3 +264,29 @@ cJSON *lcm_pk_json_parse(const char *body, size_t len, size_t max, char *why, si
         lcm_pk_set_why(why, whylen, "not JSON");
     return j;
 }
+
+/* ---- URLs ---------------------------------------------------------------------------- */
+
+int lcm_pk_percent_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    if (!s || !out || cap == 0)
+        return -1;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = (char)c;
+        } else {
+            if (o + 3 >= cap)
+                return -1;
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}

@@ -77,4 +77,9 @@ void lcm_pk_set_why(char *why, size_t whylen, const char *msg);
 struct cJSON *lcm_pk_json_parse(const char *body, size_t len, size_t max, char *why,
                                 size_t whylen);
 
+/* Percent-encodes s for one URL path segment or form value: everything but unreserved
+ * characters (A-Z a-z 0-9 - . _ ~), so a space becomes %20 and '/' %2F. Returns the length, or
+ * -1 when it does not fit in cap bytes with its NUL. */
+int lcm_pk_percent_encode(const char *s, char *out, size_t cap);
+
 #endif

@@ -331,8 +331,8 @@ static int tok_fetch(struct grd_plugin *p, struct grd_tok *t, const struct grd_o
         lcm_error_set(err, LCM_E_CONFIG, 0, 0, m);
         return LCM_E_CONFIG;
     }
-    int ok = grd_escape(id, eid, sizeof eid) >= 0 && grd_escape(sec, esec, sizeof esec) >= 0 &&
-             (!p->scope || grd_escape(p->scope, escope, sizeof escope) >= 0);
+    int ok = lcm_pk_percent_encode(id, eid, sizeof eid) >= 0 && lcm_pk_percent_encode(sec, esec, sizeof esec) >= 0 &&
+             (!p->scope || lcm_pk_percent_encode(p->scope, escope, sizeof escope) >= 0);
     memset(sec, 0, sizeof sec);
     memset(id, 0, sizeof id);
     size_t cap = strlen(eid) + strlen(esec) + strlen(escope) + 128;
@@ -699,7 +699,7 @@ static void create_step(struct grd_op *op, const struct lcm_http_resp *r)
     int has;
     if (r->status == 422) {
         /* Created by an earlier attempt (a retry after a lost answer, or a resumed step). */
-        grd_escape(op->sid, esid, sizeof esid);
+        lcm_pk_percent_encode(op->sid, esid, sizeof esid);
         snprintf(path, sizeof path, "/api/v1/sessions/%s", esid);
         op_next(op, "GET", path, create_check_step);
         return;
@@ -780,8 +780,8 @@ static int grd_request_grading(void *self, const struct lcm_call *call, const vo
     const struct lcm_grd_part_args *a = args;
     char esid[GRD_MAX_ID * 3 + 1], epid[GRD_MAX_ID * 3 + 1], path[2 * GRD_MAX_ID * 3 + 64];
     if (!a || !nonempty(a->grading_session_id) || !nonempty(a->part_id) ||
-        grd_escape(a->grading_session_id, esid, sizeof esid) < 0 ||
-        grd_escape(a->part_id, epid, sizeof epid) < 0)
+        lcm_pk_percent_encode(a->grading_session_id, esid, sizeof esid) < 0 ||
+        lcm_pk_percent_encode(a->part_id, epid, sizeof epid) < 0)
         return bad_args(err, "request_grading", "missing or too long grading_session_id / "
                         "part_id");
     struct grd_op *op = op_new(self, call, "request_grading", done, ud, err);
@@ -824,7 +824,7 @@ static int grd_get_result(void *self, const struct lcm_call *call, const void *a
     const struct lcm_grd_session_args *a = args;
     char esid[GRD_MAX_ID * 3 + 1], path[GRD_MAX_ID * 3 + 64];
     if (!a || !nonempty(a->grading_session_id) || strlen(a->grading_session_id) > GRD_MAX_ID ||
-        grd_escape(a->grading_session_id, esid, sizeof esid) < 0)
+        lcm_pk_percent_encode(a->grading_session_id, esid, sizeof esid) < 0)
         return bad_args(err, "get_result", "missing or too long grading_session_id");
     struct grd_op *op = op_new(self, call, "get_result", done, ud, err);
     if (!op)

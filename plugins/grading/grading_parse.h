@@ -50,9 +50,6 @@ int grd_parse_result(const char *body, size_t len, const char *part_id,
                      struct grd_result_buf *out, char *why, size_t whylen);
 void grd_result_free(struct grd_result_buf *b);
 
-/* Percent-encodes s for a URL path segment or a form value (unreserved kept). Returns the
- * length or -1 when it does not fit. */
-int grd_escape(const char *s, char *out, size_t cap);
 
 /* The CreateSessionCommand body for a (passwords included: the caller wipes and frees it);
  * default_collector stands in for devices without one. NULL on OOM. */

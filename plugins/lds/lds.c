@@ -655,7 +655,7 @@ static int lds_refresh_content(void *self, const struct lcm_call *call, const vo
     if (!a || !nonempty(a->form_qualified_name) || strlen(a->form_qualified_name) > 256)
         return bad_args(err, "refresh_content", "missing or too long form_qualified_name");
     char enc[800], path[900];
-    if (lds_path_escape(a->form_qualified_name, enc, sizeof enc) < 0)
+    if (lcm_pk_percent_encode(a->form_qualified_name, enc, sizeof enc) < 0)
         return bad_args(err, "refresh_content", "form_qualified_name too long");
     struct lds_op *op = op_new("refresh_content", done, ud, err);
     if (!op)
@@ -703,7 +703,7 @@ static int lds_session_find(void *self, const struct lcm_call *call, const void 
     if (a->created_after_ms < 0 || a->created_after_ms > LDS_MAX_TIME_MS)
         return bad_args(err, "session_find", "created_after_ms out of range");
     char enc[3 * LDS_MAX_FQN + 1], from[40] = "", path[1024];
-    if (lds_path_escape(a->form_qualified_name, enc, sizeof enc) < 0)
+    if (lcm_pk_percent_encode(a->form_qualified_name, enc, sizeof enc) < 0)
         return bad_args(err, "session_find", "form_qualified_name too long");
     /* LDS filters by fqn and from (at second precision, rounded down); the step checks
      * everything again, as a server may read from loosely. */

@@ -361,30 +361,6 @@ void lds_parse_error_text(const char *body, size_t len, char *out, size_t cap)
     lcm_pk_printable_prefix(body, len, out, cap);
 }
 
-int lds_path_escape(const char *s, char *out, size_t cap)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    if (!s || !out || cap == 0)
-        return -1;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = (char)c;
-        } else {
-            if (o + 3 >= cap)
-                return -1;
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 static int url_chars_ok(const char *s)
 {
     for (; *s; s++) {

@@ -66,9 +66,6 @@ int lds_parse_devices(const char *body, size_t len, size_t *n, char *why, size_t
  * NUL-terminated in out (empty when there is nothing useful). */
 void lds_parse_error_text(const char *body, size_t len, char *out, size_t cap);
 
-/* Percent-encodes s for one URL path segment (everything but unreserved characters, so a
- * space becomes %20 and '/' %2F). Returns the length, or -1 when it does not fit. */
-int lds_path_escape(const char *s, char *out, size_t cap);
 
 /* The launch URL the learner opens: a relative URL ("/lablet/…") is put under frontend; an
  * absolute one gets frontend's scheme://host[:port][/base] in place of its own origin, so

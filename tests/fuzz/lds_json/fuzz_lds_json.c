@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          us > INT64_C(253402300800000000) + INT64_C(86400000000)))
         abort();
     char enc[3 * 512 + 1];
-    if (strlen(s) < 512 && lds_path_escape(s, enc, sizeof enc) >= 0) {
+    if (strlen(s) < 512 && lcm_pk_percent_encode(s, enc, sizeof enc) >= 0) {
         for (const char *p = enc; *p; p++)
             if (!(*p == '%' || *p == '-' || *p == '.' || *p == '_' || *p == '~' ||
                   (*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') ||

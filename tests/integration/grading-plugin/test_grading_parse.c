@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "grading_parse.h"
+#include "plugkit.h"
 
 #define S(x) x, strlen(x)
 
@@ -139,7 +140,7 @@ static void test_session_part_and_errors(void **state)
     grd_parse_error_text("", 0, t, sizeof t);
     assert_string_equal(t, "");
     char e[64];
-    assert_true(grd_escape("a b&c=d+", e, sizeof e) > 0);
+    assert_true(lcm_pk_percent_encode("a b&c=d+", e, sizeof e) > 0);
     assert_string_equal(e, "a%20b%26c%3Dd%2B");
 }
 

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "lds_parse.h"
+#include "plugkit.h"
 
 #define S(x) x, strlen(x)
 
@@ -108,12 +109,12 @@ static void test_launch_rewrite(void **state)
 static void test_escape_and_errors(void **state)
 {
     char out[128];
-    assert_int_equal(lds_path_escape("Exam CCIE TEST v1 DES 1.1", out, sizeof out), 35);
+    assert_int_equal(lcm_pk_percent_encode("Exam CCIE TEST v1 DES 1.1", out, sizeof out), 35);
     assert_string_equal(out, "Exam%20CCIE%20TEST%20v1%20DES%201.1");
-    assert_true(lds_path_escape("a/b?c#d", out, sizeof out) > 0);
+    assert_true(lcm_pk_percent_encode("a/b?c#d", out, sizeof out) > 0);
     assert_string_equal(out, "a%2Fb%3Fc%23d");
     char tiny[4];
-    assert_int_equal(lds_path_escape("a b", tiny, sizeof tiny), -1);
+    assert_int_equal(lcm_pk_percent_encode("a b", tiny, sizeof tiny), -1);
 
     char t[160];
     lds_parse_error_text(S("{\"message\":\"Input payload validation failed\",\"errors\":"
